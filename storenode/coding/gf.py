@@ -79,7 +79,8 @@ def vecmat(v: Matrix, m: Matrix) -> Matrix:
     """A row vector times a matrix: the combination sum_i v[i] * m[i, :]."""
     if v.shape[0] != m.shape[0]:
         raise ValueError(f"vector of {v.shape[0]} cannot combine {m.shape[0]} rows")
-    return np.bitwise_xor.reduce(MUL[v[:, None], m], axis=0).astype(np.uint8)
+    out: Matrix = np.bitwise_xor.reduce(MUL[v[:, None], m], axis=0).astype(np.uint8)
+    return out
 
 
 def mat_inv(m: Matrix) -> Matrix:

@@ -60,6 +60,13 @@ def as_rows(blocks: Blocks) -> list[npt.NDArray[np.uint8]]:
     return rows
 
 
+def view(b: Buffer) -> memoryview:
+    """A flat byte view of a buffer or a uint8 array, without copying."""
+    if isinstance(b, np.ndarray):
+        return _as_array(b).data.cast("B")
+    return memoryview(b).cast("B")
+
+
 def _as_array(b: Buffer) -> npt.NDArray[np.uint8]:
     if isinstance(b, np.ndarray):
         a = b.reshape(-1)

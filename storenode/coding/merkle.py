@@ -66,7 +66,7 @@ def leaf_hashes(data: bytes | bytearray | memoryview) -> list[bytes]:
     if size == 0:
         return [leaf_hash(b"")]
     base = _LEAF
-    out = []
+    out: list[bytes] = []
     append = out.append
     for off in range(0, size, SEGMENT_SIZE):
         h = base.copy()
@@ -250,8 +250,9 @@ class ChainedProof:
         return cls(Proof.from_bytes(raw[2 : 2 + n]), Proof.from_bytes(raw[2 + n :]))
 
 
-def prove_chained(chunk_tree: MerkleTree, contract_tree: MerkleTree, chunk_index: int,
-                  segment_index: int) -> ChainedProof:
+def prove_chained(
+    chunk_tree: MerkleTree, contract_tree: MerkleTree, chunk_index: int, segment_index: int
+) -> ChainedProof:
     """The proof of one segment of one chunk against the contract root."""
     if contract_tree.levels[0][chunk_index] != chunk_tree.root:
         raise ValueError("that chunk tree is not leaf chunk_index of the contract tree")
