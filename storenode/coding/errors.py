@@ -19,6 +19,10 @@ class ShardSizeError(CodingError, ValueError):
     does not divide into k blocks."""
 
 
+class BlockTypeError(CodingError, TypeError):
+    """Blocks or a coefficient matrix are not bytes-like or uint8 arrays."""
+
+
 class ShardIndexError(CodingError, ValueError):
     """A shard index is outside 0..n-1."""
 

@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from storenode.coding.errors import GfBackendUnavailableError, ShardSizeError
+from storenode.coding.errors import BlockTypeError, GfBackendUnavailableError, ShardSizeError
 from storenode.coding.gf import MUL, Matrix
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ class GfBackend(Protocol):
 def as_rows(blocks: Blocks) -> list[npt.NDArray[np.uint8]]:
     """View each block as a 1-D uint8 array without copying; check equal lengths."""
     if isinstance(blocks, np.ndarray) and blocks.ndim == 2:
-        rows = list(np.ascontiguousarray(blocks, dtype=np.uint8))
+        if blocks.dtype != np.uint8:
+            raise BlockTypeError(f"blocks must be uint8, not {blocks.dtype}")
+        rows = list(np.ascontiguousarray(blocks))
     else:
         rows = [_as_array(b) for b in blocks]
     if rows:
@@ -69,10 +71,9 @@ def view(b: Buffer) -> memoryview:
 
 def _as_array(b: Buffer) -> npt.NDArray[np.uint8]:
     if isinstance(b, np.ndarray):
-        a = b.reshape(-1)
-        if a.dtype != np.uint8:
-            a = a.view(np.uint8)
-        return np.ascontiguousarray(a)
+        if b.dtype != np.uint8:
+            raise BlockTypeError(f"blocks must be uint8, not {b.dtype}")
+        return np.ascontiguousarray(b.reshape(-1))
     return np.frombuffer(b, dtype=np.uint8)
 
 
@@ -210,6 +211,8 @@ def gf_matmul(matrix: Matrix, blocks: Blocks, *, using: GfBackend | None = None)
     ``matrix`` is r x c uint8; ``blocks`` is c equal-length byte strings (or a
     c x L array). Raises :class:`ShardSizeError` on unequal lengths.
     """
+    if not isinstance(matrix, np.ndarray) or matrix.dtype != np.uint8:
+        raise BlockTypeError("the coefficient matrix must be a uint8 array")
     rows = as_rows(blocks)
     if matrix.ndim != 2 or matrix.shape[1] != len(rows):
         raise ShardSizeError(f"a {matrix.shape} matrix cannot combine {len(rows)} blocks")

@@ -9,10 +9,13 @@ so no leaf can pose as an inner node. The tree over n leaves is RFC 6962's
 level by level and carrying an odd last node up unchanged.
 
 A **chunk id** is the root of the tree over the chunk's segments (the last one
-may be short). A **contract root** is the root of the tree whose leaves are
-chunk roots taken as they are (each is already a node hash), so a segment's
-path inside its chunk followed by the chunk's path inside the contract leads
-from the segment to the contract root: one chained proof.
+may be short). A root does not commit to the number of leaves, so verifiers
+take the position they asked for (index and leaf count) as arguments and
+reject a proof made for any other position. A **contract root** is the root
+of the tree whose leaves are chunk roots taken as they are (each is already
+a node hash), so a segment's path inside its chunk followed by the chunk's
+path inside the contract leads from the segment to the contract root: one
+chained proof.
 
 Proof bytes (version 1), all integers big endian::
 
@@ -216,14 +219,36 @@ def root_from_path(node: bytes, proof: Proof) -> bytes:
     return node
 
 
-def verify_segment(root: bytes, segment_bytes: bytes | memoryview, proof: Proof) -> None:
-    """Check that ``segment_bytes`` is leaf ``proof.index`` of the chunk ``root``.
+def _expect(proof: Proof, index: int, leaf_count: int, what: str) -> None:
+    # A root does not commit to its leaf count, and a path for leaf i of n can
+    # also fold to the root as "leaf j of m". So the position is never taken
+    # from the proof: the verifier states what it asked for.
+    if (proof.index, proof.leaf_count) != (index, leaf_count):
+        raise ProofInvalidError(
+            f"the proof is for {what} {proof.index} of {proof.leaf_count}, "
+            f"but {what} {index} of {leaf_count} was asked for"
+        )
 
-    Raises :class:`ProofMalformedError` for an impossible proof and
-    :class:`ProofInvalidError` when it does not lead to ``root``.
+
+def verify_segment(
+    root: bytes,
+    segment_bytes: bytes | memoryview,
+    proof: Proof,
+    *,
+    index: int,
+    leaf_count: int,
+) -> None:
+    """Check that ``segment_bytes`` is segment ``index`` of the ``leaf_count``
+    segments of the chunk ``root``.
+
+    ``index`` and ``leaf_count`` come from the verifier (the challenge and the
+    chunk's size), never from the proof. Raises :class:`ProofMalformedError`
+    for an impossible proof and :class:`ProofInvalidError` when it is for
+    another position or does not lead to ``root``.
     """
     if len(segment_bytes) > SEGMENT_SIZE:
         raise ProofMalformedError(f"a segment is at most {SEGMENT_SIZE} bytes")
+    _expect(proof, index, leaf_count, "segment")
     if root_from_path(leaf_hash(segment_bytes), proof) != root:
         raise ProofInvalidError(f"segment {proof.index} does not lead to the expected root")
 
@@ -259,10 +284,27 @@ def prove_chained(
     return ChainedProof(chunk_tree.proof(segment_index), contract_tree.proof(chunk_index))
 
 
-def verify_chained(contract: bytes, segment_bytes: bytes | memoryview, proof: ChainedProof) -> None:
-    """Check a segment against a contract root through its chunk root."""
+def verify_chained(
+    contract: bytes,
+    segment_bytes: bytes | memoryview,
+    proof: ChainedProof,
+    *,
+    chunk_index: int,
+    chunk_count: int,
+    segment_index: int,
+    segment_count: int,
+) -> None:
+    """Check that ``segment_bytes`` is segment ``segment_index`` (of
+    ``segment_count``) of chunk ``chunk_index`` (of ``chunk_count``) under the
+    contract root, through that chunk's root.
+
+    The four positions come from the verifier (the challenge and the contract's
+    terms), never from the proof; see :func:`verify_segment`.
+    """
     if len(segment_bytes) > SEGMENT_SIZE:
         raise ProofMalformedError(f"a segment is at most {SEGMENT_SIZE} bytes")
+    _expect(proof.chunk, chunk_index, chunk_count, "chunk")
+    _expect(proof.segment, segment_index, segment_count, "segment")
     chunk_root = root_from_path(leaf_hash(segment_bytes), proof.segment)
     if root_from_path(chunk_root, proof.chunk) != contract:
         raise ProofInvalidError(

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from storenode.coding import gf
-from storenode.coding.errors import NotEnoughShardsError, PacketError
+from storenode.coding.errors import (
+    CodingParamsError,
+    NotEnoughShardsError,
+    PacketError,
+    ShardIndexError,
+    ShardSizeError,
+)
 from storenode.coding.gf import MUL, Matrix
 from storenode.coding.kernel import Blocks, Buffer, as_rows, gf_matmul, view
 from storenode.coding.rs import ReedSolomon
@@ -70,7 +76,7 @@ def random_packet(blocks: Blocks, rng: random.Random) -> Packet:
 def shard_packet(code: ReedSolomon, index: int, shard: Buffer) -> Packet:
     """Stored shard ``index`` of ``code`` seen as a packet (vector = generator row)."""
     if not 0 <= index < code.n:
-        raise PacketError(f"shard index {index} is outside 0..{code.n - 1}")
+        raise ShardIndexError(f"shard index {index} is outside 0..{code.n - 1}")
     return Packet(code.generator[index].tobytes(), shard)
 
 
@@ -82,7 +88,10 @@ def recode(packets: Sequence[Packet], rng: random.Random) -> Packet:
     for p in packets:
         if p.k != k:
             raise PacketError(f"packets over {p.k} and {k} blocks cannot be combined")
-    payloads = as_rows([p.payload for p in packets])
+    try:
+        payloads = as_rows([p.payload for p in packets])
+    except ShardSizeError as e:
+        raise PacketError(f"packets to recode differ in payload length: {e}") from None
     if len(packets) == 1:
         c = _nonzero_vector(rng, 1)
     else:
@@ -103,7 +112,7 @@ class ProgressiveDecoder:
 
     def __init__(self, k: int, *, block_size: int | None = None) -> None:
         if not 1 <= k <= 255:
-            raise PacketError(f"a stripe has 1..255 blocks, not {k}")
+            raise CodingParamsError(f"a stripe has 1..255 blocks, not k={k}")
         self.k = k
         self._block_size = block_size
         self._rref = np.zeros((k, k), dtype=np.uint8)  # row p holds the pivot-p row

@@ -103,9 +103,10 @@ class ReedSolomon:
         """The k source blocks from any k (or more) distinct shards.
 
         ``indices[i]`` is the shard number of ``shards[i]``. With ``roots`` (the
-        n chunk ids of the stripe, from the manifest) every shard used is first
-        checked against its Merkle root and a mismatch raises
-        :class:`ShardCorruptError` naming it.
+        n chunk ids of the stripe, from the manifest) every shard given, used or
+        not, is first checked against its Merkle root, and a mismatch raises
+        :class:`ShardCorruptError` naming it: a bad shard is reported even when
+        the others would have sufficed.
         """
         rows = self._check(indices, shards, roots)
         held = dict(zip(indices, rows, strict=True))

@@ -1,0 +1,56 @@
+"""The chunk store: chunks held under their Merkle-root ids, verified in and out.
+
+``ChunkStore`` is the interface; ``LevelDBChunkStore`` keeps chunks durably in
+LevelDB (layout in ``docs/specs/chunk-store.md``), ``MemoryChunkStore`` in a dict
+for tests.
+"""
+
+from typing import TYPE_CHECKING
+
+from storenode.store.errors import (
+    CapacityExceededError,
+    CapacityInvalidError,
+    ChunkCorruptError,
+    ChunkIdInvalidError,
+    ChunkMismatchError,
+    ChunkNotFoundError,
+    StoreClosedError,
+    StoreCorruptError,
+    StoreError,
+    StoreIOError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreUnrecognizedError,
+    StoreVersionError,
+)
+from storenode.store.leveldb import FORMAT_VERSION, LevelDBChunkStore
+from storenode.store.memory import MemoryChunkStore
+from storenode.store.protocol import CHUNK_ID_SIZE, ChunkBytes, ChunkStore, ScrubReport
+
+__all__ = [
+    "CHUNK_ID_SIZE",
+    "FORMAT_VERSION",
+    "CapacityExceededError",
+    "CapacityInvalidError",
+    "ChunkBytes",
+    "ChunkCorruptError",
+    "ChunkIdInvalidError",
+    "ChunkMismatchError",
+    "ChunkNotFoundError",
+    "ChunkStore",
+    "LevelDBChunkStore",
+    "MemoryChunkStore",
+    "ScrubReport",
+    "StoreClosedError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreIOError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "StoreUnrecognizedError",
+    "StoreVersionError",
+]
+
+if TYPE_CHECKING:  # both stores satisfy the protocol (checked by mypy)
+    _memory: type[ChunkStore] = MemoryChunkStore
+    _leveldb: type[ChunkStore] = LevelDBChunkStore

@@ -1,0 +1,1 @@
+"""Fakes and helpers for tests: they ship with the code so any test can use them."""
