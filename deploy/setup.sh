@@ -24,6 +24,12 @@ if [[ ! -x "$venv/bin/python" ]]; then
         || { echo "setup: storenode needs Python >= 3.11 ($python is older)" >&2; exit 1; }
     "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e '.[test]'
+# pip's build warnings are noise for a user; keep them in a log shown on failure.
+log="$venv/setup.log"
+if ! { "$venv/bin/python" -m pip install -q --upgrade pip \
+       && "$venv/bin/python" -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: installing storenode into $venv failed (log above, kept in $log)" >&2
+    exit 1
+fi
 echo "setup: ready ($("$venv/bin/python" -c 'from storenode.coding.kernel import backend_name; print("GF(2^8) kernel:", backend_name())'))"
