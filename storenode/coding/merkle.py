@@ -220,6 +220,7 @@ def root_from_path(node: bytes, proof: Proof) -> bytes:
 
 
 def _expect(proof: Proof, index: int, leaf_count: int, what: str) -> None:
+    proof.check_shape()
     # A root does not commit to its leaf count, and a path for leaf i of n can
     # also fold to the root as "leaf j of m". So the position is never taken
     # from the proof: the verifier states what it asked for.

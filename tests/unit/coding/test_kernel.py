@@ -11,7 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storenode.coding import kernel
-from storenode.coding.errors import CodingError, GfBackendUnavailableError, ShardSizeError
+from storenode.coding.errors import (
+    BlockTypeError,
+    CodingError,
+    GfBackendUnavailableError,
+    ShardSizeError,
+)
 from storenode.coding.gf import cauchy_generator
 from storenode.coding.kernel import IsalBackend, NumpyBackend, gf_matmul
 
@@ -208,6 +213,103 @@ def test_a_one_dimensional_matrix_is_refused() -> None:
 def test_shard_size_error_is_a_coding_value_error() -> None:
     assert issubclass(ShardSizeError, CodingError)
     assert issubclass(ShardSizeError, ValueError)
+
+
+# --- blocks and matrices that are not uint8 --------------------------------------------------
+
+
+class MustNotRun:
+    """A backend that fails if a refused input ever reaches it."""
+
+    name = "must-not-run"
+
+    def matmul(self, matrix: np.ndarray, rows: Any) -> np.ndarray:
+        raise AssertionError("a refused input reached the backend")
+
+
+def backends(request: pytest.FixtureRequest, backend_name: str) -> Any:
+    if backend_name == "must-not-run":
+        return MustNotRun()
+    return request.getfixturevalue("isal" if backend_name == "isal" else "numpy_backend")
+
+
+ALL_BACKENDS = ["isal", "numpy", "must-not-run"]
+NON_UINT8 = [np.uint16, np.int64, np.int8, np.float32, np.bool_]
+
+
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
+@pytest.mark.parametrize("dtype", NON_UINT8, ids=lambda d: np.dtype(d).name)
+def test_a_two_dimensional_array_of_blocks_that_is_not_uint8_is_refused(
+    request: pytest.FixtureRequest, backend_name: str, dtype: Any
+) -> None:
+    backend = backends(request, backend_name)
+    matrix = make_matrix(1, 2, 3, "dense")
+    # values above 255 would once have been truncated, int8 reinterpreted
+    blocks = (make_blocks(2, 3, 40).astype(np.int64) * 300 - 1000).astype(dtype)
+    with pytest.raises(BlockTypeError, match=np.dtype(dtype).name):
+        gf_matmul(matrix, blocks, using=backend)
+    with pytest.raises(BlockTypeError):
+        kernel.as_rows(blocks)
+
+
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
+@pytest.mark.parametrize("dtype", NON_UINT8, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_a_list_with_a_one_dimensional_array_that_is_not_uint8_is_refused(
+    request: pytest.FixtureRequest, backend_name: str, dtype: Any, position: int
+) -> None:
+    backend = backends(request, backend_name)
+    matrix = make_matrix(1, 2, 3, "dense")
+    blocks: list[Any] = [b"a" * 40, np.zeros(40, np.uint8), bytearray(40)]
+    # 40 bytes as uint8 would be 20 uint16s, 5 int64s, ...: the same byte length
+    # whatever the dtype, so only the type check can catch it
+    blocks[position] = np.zeros(40 // np.dtype(dtype).itemsize, dtype=dtype)
+    with pytest.raises(BlockTypeError, match=np.dtype(dtype).name):
+        gf_matmul(matrix, blocks, using=backend)
+    with pytest.raises(BlockTypeError):
+        kernel.as_rows(blocks)
+
+
+@pytest.mark.parametrize("dtype", NON_UINT8, ids=lambda d: np.dtype(d).name)
+def test_a_buffer_that_is_not_uint8_is_not_viewed_as_bytes(dtype: Any) -> None:
+    for shape in ((8,), (2, 4)):
+        with pytest.raises(BlockTypeError):
+            kernel.view(np.zeros(shape, dtype=dtype))
+
+
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        make_matrix(1, 2, 3, "dense").astype(np.int64),  # valid coefficients, wrong type
+        make_matrix(1, 2, 3, "dense").astype(np.float64),
+        make_matrix(1, 2, 3, "dense").astype(np.uint16) + 256,  # would truncate to the same
+        make_matrix(1, 2, 3, "dense").astype(np.int8),
+        make_matrix(1, 2, 3, "dense").tolist(),  # not an array at all
+        np.ones((2, 3), dtype=np.float32),
+    ],
+    ids=["int64", "float64", "uint16", "int8", "list", "float32"],
+)
+def test_a_coefficient_matrix_that_is_not_a_uint8_array_is_refused(
+    request: pytest.FixtureRequest, backend_name: str, matrix: Any
+) -> None:
+    backend = backends(request, backend_name)
+    blocks_forms: list[Any] = [make_blocks(2, 3, 40), as_bytes(make_blocks(2, 3, 40))]
+    for blocks in blocks_forms:
+        with pytest.raises(BlockTypeError, match="uint8"):
+            gf_matmul(matrix, blocks, using=backend)
+
+
+def test_uint8_inputs_still_reach_the_backend() -> None:
+    # the guard of the tests above: MustNotRun is reached by acceptable inputs
+    with pytest.raises(AssertionError, match="reached the backend"):
+        gf_matmul(make_matrix(1, 2, 3, "dense"), make_blocks(2, 3, 40), using=MustNotRun())
+
+
+def test_block_type_error_is_a_coding_type_error() -> None:
+    assert issubclass(BlockTypeError, CodingError)
+    assert issubclass(BlockTypeError, TypeError)
+    assert not issubclass(BlockTypeError, ValueError)
 
 
 # --- choosing the backend -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -118,8 +119,8 @@ def test_every_segment_has_the_rfc6962_audit_path_and_verifies(data: bytes) -> N
         proof = tree.proof(i)
         assert (proof.index, proof.leaf_count) == (i, len(segments))
         assert list(proof.path) == rfc6962_path(i, segments)
-        verify_segment(tree.root, seg, proof)
-        verify_segment(tree.root, memoryview(seg), proof)
+        verify_segment(tree.root, seg, proof, index=i, leaf_count=len(segments))
+        verify_segment(tree.root, memoryview(seg), proof, index=i, leaf_count=len(segments))
 
 
 @given(data=chunks())
@@ -133,7 +134,7 @@ def test_proofs_survive_serialization(data: bytes) -> None:
         assert again == proof
         assert Proof.from_bytes(memoryview(raw)) == proof
         assert again.to_bytes() == raw
-        verify_segment(tree.root, seg, again)
+        verify_segment(tree.root, seg, again, index=i, leaf_count=tree.leaf_count)
 
 
 def test_a_tree_needs_a_leaf() -> None:
@@ -160,112 +161,135 @@ def flip_bit(raw: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
+@dataclass(frozen=True)
+class Position:
+    """The segment a verifier asked for: its challenge and the chunk's segment count."""
+
+    index: int
+    leaf_count: int
+
+
+Case = tuple[bytes, bytes, Proof, Position]
+
+
 @st.composite
-def proven_segments(draw: st.DrawFn, min_size: int = 0) -> tuple[bytes, bytes, Proof]:
-    """(root, segment, proof) for a random segment of a random chunk."""
+def proven_segments(draw: st.DrawFn, min_size: int = 0) -> Case:
+    """(root, segment, proof, asked) for a random segment of a random chunk.
+
+    ``asked`` is the position the verifier challenged, known to it independently
+    of any proof; forgeries below are checked against it.
+    """
     data = draw(chunks(min_size=min_size), label="chunk")
     tree = MerkleTree.of_chunk(data)
     index = draw(st.integers(0, tree.leaf_count - 1), label="index")
-    return tree.root, bytes(merkle.segment(data, index)), tree.proof(index)
+    asked = Position(index, tree.leaf_count)
+    return tree.root, bytes(merkle.segment(data, index)), tree.proof(index), asked
+
+
+def verify_asked(root: bytes, seg: bytes | memoryview, proof: Proof, asked: Position) -> None:
+    verify_segment(root, seg, proof, index=asked.index, leaf_count=asked.leaf_count)
 
 
 @given(case=proven_segments(), data=st.data())
-def test_a_flipped_bit_in_the_segment_is_rejected(
-    case: tuple[bytes, bytes, Proof], data: st.DataObject
-) -> None:
-    root, seg, proof = case
+def test_a_flipped_bit_in_the_segment_is_rejected(case: Case, data: st.DataObject) -> None:
+    root, seg, proof, asked = case
     assume(seg)
     bit = data.draw(st.integers(0, 8 * len(seg) - 1), label="bit")
     with pytest.raises(ProofInvalidError):
-        verify_segment(root, flip_bit(seg, bit), proof)
+        verify_asked(root, flip_bit(seg, bit), proof, asked)
 
 
 @given(case=proven_segments(), data=st.data())
-def test_a_resized_segment_is_rejected(
-    case: tuple[bytes, bytes, Proof], data: st.DataObject
-) -> None:
-    root, seg, proof = case
+def test_a_resized_segment_is_rejected(case: Case, data: st.DataObject) -> None:
+    root, seg, proof, asked = case
     cut = data.draw(st.integers(0, len(seg)), label="cut")
     extra = data.draw(st.binary(min_size=1, max_size=8), label="extra")
     for forged in ((seg[:cut] if cut < len(seg) else None), seg + extra):
         if forged is not None:
             with pytest.raises(REJECTED):
-                verify_segment(root, forged, proof)
+                verify_asked(root, forged, proof, asked)
 
 
 @given(case=proven_segments(min_size=KIB + 1), data=st.data())
-def test_forged_path_is_rejected(case: tuple[bytes, bytes, Proof], data: st.DataObject) -> None:
-    root, seg, proof = case
+def test_forged_path_is_rejected(case: Case, data: st.DataObject) -> None:
+    root, seg, proof, asked = case
     which = data.draw(st.integers(0, len(proof.path) - 1), label="hash")
     bit = data.draw(st.integers(0, 255), label="bit")
     path = list(proof.path)
     path[which] = flip_bit(path[which], bit)
     with pytest.raises(ProofInvalidError):
-        verify_segment(root, seg, Proof(proof.index, proof.leaf_count, tuple(path)))
+        verify_asked(root, seg, Proof(proof.index, proof.leaf_count, tuple(path)), asked)
 
 
 @given(case=proven_segments(min_size=2 * KIB + 1))
-def test_a_reordered_path_is_rejected(case: tuple[bytes, bytes, Proof]) -> None:
-    root, seg, proof = case
+def test_a_reordered_path_is_rejected(case: Case) -> None:
+    root, seg, proof, asked = case
     assume(len(proof.path) >= 2)
     forged = Proof(proof.index, proof.leaf_count, tuple(reversed(proof.path)))
     with pytest.raises(ProofInvalidError):
-        verify_segment(root, seg, forged)
+        verify_asked(root, seg, forged, asked)
 
 
 @given(case=proven_segments(), data=st.data())
-def test_a_proof_for_another_index_is_rejected(
-    case: tuple[bytes, bytes, Proof], data: st.DataObject
-) -> None:
-    root, seg, proof = case
+def test_a_proof_for_another_index_is_rejected(case: Case, data: st.DataObject) -> None:
+    root, seg, proof, asked = case
     index = data.draw(
         st.one_of(st.integers(0, proof.leaf_count + 2), st.integers(0, 2**64 - 1)).filter(
             lambda i: i != proof.index
         ),
         label="index",
     )
+    forged = Proof(index, proof.leaf_count, proof.path)
+    # the verifier asked for the segment it got, and the proof claims another index ...
     with pytest.raises(REJECTED):
-        verify_segment(root, seg, Proof(index, proof.leaf_count, proof.path))
+        verify_asked(root, seg, forged, asked)
+    # ... or it asked for that other index and got this segment: the path gives it away
+    with pytest.raises(REJECTED):
+        verify_asked(root, seg, forged, Position(index, asked.leaf_count))
 
 
 @given(case=proven_segments(), data=st.data())
 def test_a_proof_of_impossible_shape_is_rejected_as_malformed(
-    case: tuple[bytes, bytes, Proof], data: st.DataObject
+    case: Case, data: st.DataObject
 ) -> None:
-    root, seg, proof = case
+    root, seg, proof, asked = case
     extra = data.draw(st.binary(min_size=32, max_size=32), label="extra hash")
     short_hash = data.draw(st.binary(max_size=31), label="short hash")
     for forged in (
         Proof(proof.index, proof.leaf_count, (*proof.path, extra)),
         Proof(proof.index, proof.leaf_count, (*proof.path[:-1], short_hash)),
-        Proof(proof.index, 0, proof.path),
     ):
         with pytest.raises(ProofMalformedError):
-            verify_segment(root, seg, forged)
+            verify_asked(root, seg, forged, asked)
+    # No tree has 0 leaves: the shape is malformed, and the verifier says so before it
+    # even compares positions.
+    no_tree = Proof(proof.index, 0, proof.path)
+    with pytest.raises(ProofMalformedError):
+        no_tree.check_shape()
+    with pytest.raises(ProofMalformedError):
+        Proof.from_bytes(no_tree.to_bytes())
+    with pytest.raises(ProofMalformedError):
+        verify_asked(root, seg, no_tree, asked)
 
 
 @given(case=proven_segments(), wrong_root=st.binary(min_size=32, max_size=32))
-def test_a_proof_against_another_root_is_rejected(
-    case: tuple[bytes, bytes, Proof], wrong_root: bytes
-) -> None:
-    root, seg, proof = case
+def test_a_proof_against_another_root_is_rejected(case: Case, wrong_root: bytes) -> None:
+    root, seg, proof, asked = case
     assume(wrong_root != root)
     with pytest.raises(ProofInvalidError):
-        verify_segment(wrong_root, seg, proof)
+        verify_asked(wrong_root, seg, proof, asked)
 
 
 def test_a_segment_longer_than_1_kib_is_malformed() -> None:
     data = bytes(range(256)) * 8
     tree = MerkleTree.of_chunk(data)
     with pytest.raises(ProofMalformedError):
-        verify_segment(tree.root, data[: KIB + 1], tree.proof(0))
+        verify_segment(tree.root, data[: KIB + 1], tree.proof(0), index=0, leaf_count=2)
 
 
 @given(case=proven_segments(), data=st.data())
-def test_truncated_or_extended_proof_bytes_are_malformed(
-    case: tuple[bytes, bytes, Proof], data: st.DataObject
-) -> None:
-    _root, _seg, proof = case
+def test_truncated_or_extended_proof_bytes_are_malformed(case: Case, data: st.DataObject) -> None:
+    _root, _seg, proof, _asked = case
     raw = proof.to_bytes()
     cut = data.draw(st.integers(0, len(raw) - 1), label="cut")
     extra = data.draw(st.binary(min_size=1, max_size=100), label="extra")
@@ -274,58 +298,95 @@ def test_truncated_or_extended_proof_bytes_are_malformed(
             Proof.from_bytes(forged)
 
 
-# Offsets in the version-1 header: u8 version | u64 index | u64 leaf_count | u8 depth
-LEAF_COUNT_BITS = range(8 * 9, 8 * 17)
+@given(case=proven_segments(), data=st.data())
+def test_a_flipped_bit_in_the_proof_bytes_is_rejected(case: Case, data: st.DataObject) -> None:
+    # Every bit, those of the header's index and leaf count included: the verifier
+    # compares them with the position it asked for.
+    root, seg, proof, asked = case
+    raw = proof.to_bytes()
+    forged = flip_bit(raw, data.draw(st.integers(0, 8 * len(raw) - 1), label="bit"))
+    with pytest.raises(REJECTED):
+        verify_asked(root, seg, Proof.from_bytes(forged), asked)
 
 
 @given(case=proven_segments(), data=st.data())
-def test_a_flipped_bit_in_the_proof_bytes_is_rejected(
-    case: tuple[bytes, bytes, Proof], data: st.DataObject
+def test_an_honest_proof_verified_for_another_position_is_rejected(
+    case: Case, data: st.DataObject
 ) -> None:
-    root, seg, proof = case
-    raw = proof.to_bytes()
-    bits = [b for b in range(8 * len(raw)) if b not in LEAF_COUNT_BITS]
-    forged = flip_bit(raw, data.draw(st.sampled_from(bits), label="bit"))
-    with pytest.raises(REJECTED):
-        verify_segment(root, seg, Proof.from_bytes(forged))
+    root, seg, proof, asked = case
+    verify_asked(root, seg, proof, asked)
+    other_count = data.draw(
+        st.one_of(st.integers(1, asked.leaf_count + 3), st.integers(1, 2**64 - 1)).filter(
+            lambda n: n != asked.leaf_count
+        ),
+        label="stated leaf count",
+    )
+    other_index = data.draw(
+        st.integers(0, asked.leaf_count + 2).filter(lambda i: i != asked.index),
+        label="stated index",
+    )
+    # the right segment and its own proof, but the verifier asked about another position
+    for stated in (
+        Position(asked.index, other_count),
+        Position(other_index, asked.leaf_count),
+        Position(other_index, other_count),
+    ):
+        with pytest.raises(ProofInvalidError):
+            verify_asked(root, seg, proof, stated)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: the root does not commit to leaf_count and verify_segment takes (index, "
-        "leaf_count) from the proof, so leaf 4 of 5 also verifies as leaf 2 of 3 and "
-        "leaf 0 of 5 as leaf 0 of 6; the verifier must pass the leaf count it expects"
-    ),
-)
 def test_a_proof_with_another_leaf_count_is_rejected() -> None:
+    # A root does not commit to its leaf count: each forgery below folds to the root,
+    # and only the position the verifier states exposes it.
     data = random_bytes(1, 5 * KIB)
     tree = MerkleTree.of_chunk(data)
     forgeries = [
-        (4, Proof(2, 3, tree.proof(4).path)),  # segment 4 answers a challenge for segment 2
-        (0, Proof(0, 6, tree.proof(0).path)),
-        (0, Proof(0, 7, tree.proof(0).path)),
+        # (segment sent, segment asked for, forged proof)
+        (4, 2, Proof(2, 3, tree.proof(4).path)),  # segment 4 answers a challenge for segment 2
+        (0, 0, Proof(0, 6, tree.proof(0).path)),
+        (0, 0, Proof(0, 7, tree.proof(0).path)),
     ]
-    for real_index, forged in forgeries:
-        with pytest.raises(REJECTED):
-            verify_segment(tree.root, merkle.segment(data, real_index), forged)
+    for sent, asked_index, forged in forgeries:
+        seg = merkle.segment(data, sent)
+        assert merkle.root_from_path(merkle.leaf_hash(seg), forged) == tree.root
+        with pytest.raises(ProofInvalidError):
+            verify_segment(tree.root, seg, forged, index=asked_index, leaf_count=tree.leaf_count)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: verify_chained takes both leaf counts from the proof, so the split between the "
-        "segment path and the chunk path can be moved: segment 0 of chunk 1 verifies as "
-        "segment 2 (of 4) of chunk 0 (of 1); the verifier must pass the counts it expects"
-    ),
-)
 def test_a_chained_proof_cannot_move_a_segment_into_another_chunk() -> None:
     one_segment, two_segments = random_bytes(3, 1000), random_bytes(4, 2 * KIB)
     (short, long), contract_tree = build_contract([one_segment, two_segments])
-    # segment 0 of chunk 1 (its sibling segment, then chunk 0's root), re-split
+    seg = merkle.segment(two_segments, 0)
+    # segment 0 of chunk 1 (its sibling segment, then chunk 0's root), re-split so that
+    # it claims to be segment 2 (of 4) of chunk 0 (of 1); it does fold to the contract root
     forged = ChainedProof(Proof(2, 4, (long.levels[0][1], short.root)), Proof(0, 1, ()))
-    with pytest.raises(REJECTED):
-        verify_chained(contract_tree.root, merkle.segment(two_segments, 0), forged)
+    chunk_root = merkle.root_from_path(merkle.leaf_hash(seg), forged.segment)
+    assert merkle.root_from_path(chunk_root, forged.chunk) == contract_tree.root
+    # The verifier states the challenge it issued; the forgery answers none of them (the
+    # one it is after is segment 0 of 1 of chunk 0 of 2).
+    for chunk_index, tree in enumerate((short, long)):
+        for segment_index in range(tree.leaf_count):
+            with pytest.raises(ProofInvalidError):
+                verify_chained(
+                    contract_tree.root,
+                    seg,
+                    forged,
+                    chunk_index=chunk_index,
+                    chunk_count=2,
+                    segment_index=segment_index,
+                    segment_count=tree.leaf_count,
+                )
+    # while the honest proof of that segment answers its own challenge
+    honest = prove_chained(long, contract_tree, 1, 0)
+    verify_chained(
+        contract_tree.root,
+        seg,
+        honest,
+        chunk_index=1,
+        chunk_count=2,
+        segment_index=0,
+        segment_count=2,
+    )
 
 
 def test_a_leaf_cannot_pose_as_an_inner_node() -> None:
@@ -338,9 +399,13 @@ def test_a_leaf_cannot_pose_as_an_inner_node() -> None:
         proof = upper.proof(i)
         # the path is right for the inner node itself ...
         assert merkle.root_from_path(merkle.node_hash(left, right), proof) == tree.root
-        # ... but its 64 bytes presented as a segment hash differently
+        # ... but its 64 bytes presented as a segment hash differently, even to a verifier
+        # told that the chunk has len(levels[1]) segments (so the position matches) ...
         with pytest.raises(ProofInvalidError):
-            verify_segment(tree.root, left + right, proof)
+            verify_segment(tree.root, left + right, proof, index=i, leaf_count=upper.leaf_count)
+        # ... and a verifier that knows the chunk's real segment count refuses the position
+        with pytest.raises(ProofInvalidError):
+            verify_segment(tree.root, left + right, proof, index=i, leaf_count=tree.leaf_count)
 
 
 # --- arbitrary bytes -----------------------------------------------------------------------
@@ -381,8 +446,11 @@ def test_proof_like_bytes_parse_as_a_proof_or_are_malformed(raw: bytes) -> None:
     except ProofMalformedError:
         return
     check_parsed(proof, raw)
-    with pytest.raises(REJECTED):
-        verify_segment(b"\x00" * 32, b"segment", proof)
+    # against a root no proof leads to: whether the verifier asked for the position the
+    # proof claims (so the path is folded) or for another one
+    for asked in (Position(proof.index, proof.leaf_count), Position(0, 1)):
+        with pytest.raises(REJECTED):
+            verify_asked(b"\x00" * 32, b"segment", proof, asked)
 
 
 @st.composite
@@ -417,6 +485,17 @@ def build_contract(chunk_data: list[bytes]) -> tuple[list[MerkleTree], MerkleTre
     return chunk_trees, MerkleTree([t.root for t in chunk_trees])
 
 
+def challenge(chunk_trees: list[MerkleTree], chunk: int, segment: int) -> dict[str, int]:
+    """verify_chained's keyword arguments for segment ``segment`` of chunk ``chunk``,
+    as a verifier knows them from its contract (not from any proof)."""
+    return {
+        "chunk_index": chunk,
+        "chunk_count": len(chunk_trees),
+        "segment_index": segment,
+        "segment_count": chunk_trees[chunk].leaf_count,
+    }
+
+
 @given(chunk_data=contracts)
 def test_contract_root_is_the_rfc6962_tree_over_chunk_roots(chunk_data: list[bytes]) -> None:
     roots = [mth(rfc6962_segments(d)) for d in chunk_data]
@@ -432,12 +511,13 @@ def test_every_segment_of_every_chunk_proves_against_the_contract(
     root = contract_root([t.root for t in chunk_trees])
     for c, (data, tree) in enumerate(zip(chunk_data, chunk_trees, strict=True)):
         for s in range(tree.leaf_count):
+            asked = challenge(chunk_trees, c, s)
             proof = prove_chained(tree, contract_tree, c, s)
             seg = merkle.segment(data, s)
-            verify_chained(root, seg, proof)
+            verify_chained(root, seg, proof, **asked)
             again = ChainedProof.from_bytes(proof.to_bytes())
             assert again == proof
-            verify_chained(root, seg, again)
+            verify_chained(root, seg, again, **asked)
 
 
 @given(chunk_data=contracts.filter(lambda cs: len(cs) >= 2), data=st.data())
@@ -456,7 +536,7 @@ def test_a_segment_of_the_wrong_chunk_is_rejected(
         wrong = bytes(merkle.segment(chunk_data[other], t))
         if wrong != bytes(merkle.segment(chunk_data[c], s)):
             with pytest.raises(ProofInvalidError):
-                verify_chained(root, wrong, proof)
+                verify_chained(root, wrong, proof, **challenge(chunk_trees, c, s))
 
 
 @given(chunk_data=contracts, wrong_root=st.binary(min_size=32, max_size=32))
@@ -467,14 +547,57 @@ def test_a_chained_proof_against_another_contract_is_rejected(
     assume(wrong_root != contract_tree.root)
     proof = prove_chained(chunk_trees[0], contract_tree, 0, 0)
     with pytest.raises(ProofInvalidError):
-        verify_chained(wrong_root, merkle.segment(chunk_data[0], 0), proof)
+        verify_chained(
+            wrong_root, merkle.segment(chunk_data[0], 0), proof, **challenge(chunk_trees, 0, 0)
+        )
+
+
+@given(chunk_data=contracts, data=st.data())
+def test_a_chained_proof_verified_for_another_position_is_rejected(
+    chunk_data: list[bytes], data: st.DataObject
+) -> None:
+    chunk_trees, contract_tree = build_contract(chunk_data)
+    c = data.draw(st.integers(0, len(chunk_trees) - 1), label="chunk")
+    s = data.draw(st.integers(0, chunk_trees[c].leaf_count - 1), label="segment")
+    proof = prove_chained(chunk_trees[c], contract_tree, c, s)
+    seg = merkle.segment(chunk_data[c], s)
+    asked = challenge(chunk_trees, c, s)
+    verify_chained(contract_tree.root, seg, proof, **asked)
+    # the honest proof of the right segment, but one of the four stated positions differs:
+    # the chunk count, the segment count, or either index
+    for name, right in asked.items():
+        wrong = data.draw(
+            st.one_of(st.integers(0, right + 3), st.integers(0, 2**64 - 1)).filter(right.__ne__),
+            label=name,
+        )
+        with pytest.raises(ProofInvalidError):
+            verify_chained(contract_tree.root, seg, proof, **{**asked, name: wrong})
+
+
+def test_chained_proofs_with_other_counts_are_rejected() -> None:
+    chunk_data = [random_bytes(5, 3 * KIB), random_bytes(6, 5 * KIB), random_bytes(7, KIB)]
+    chunk_trees, contract_tree = build_contract(chunk_data)
+    proof = prove_chained(chunk_trees[1], contract_tree, 1, 4)
+    seg = merkle.segment(chunk_data[1], 4)
+    asked = challenge(chunk_trees, 1, 4)
+    assert asked == {"chunk_index": 1, "chunk_count": 3, "segment_index": 4, "segment_count": 5}
+    verify_chained(contract_tree.root, seg, proof, **asked)
+    for changed in (
+        {"chunk_count": 2},
+        {"chunk_count": 4},
+        {"segment_count": 6},
+        {"segment_count": 8},
+        {"chunk_count": 4, "segment_count": 6},
+    ):
+        with pytest.raises(ProofInvalidError):
+            verify_chained(contract_tree.root, seg, proof, **{**asked, **changed})
 
 
 def test_a_chained_segment_longer_than_1_kib_is_malformed() -> None:
     chunk_trees, contract_tree = build_contract([bytes(3 * KIB)])
     proof = prove_chained(chunk_trees[0], contract_tree, 0, 0)
     with pytest.raises(ProofMalformedError):
-        verify_chained(contract_tree.root, bytes(KIB + 1), proof)
+        verify_chained(contract_tree.root, bytes(KIB + 1), proof, **challenge(chunk_trees, 0, 0))
 
 
 def test_proving_a_chunk_that_is_not_in_the_contract_is_refused() -> None:

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from storenode.coding.errors import CodingError, NotEnoughShardsError, PacketError
+from storenode.coding.errors import (
+    CodingParamsError,
+    NotEnoughShardsError,
+    PacketError,
+    ShardIndexError,
+    ShardSizeError,
+)
 from storenode.coding.rlnc import Packet, ProgressiveDecoder, random_packet, recode, shard_packet
 from storenode.coding.rs import ReedSolomon
 
@@ -387,8 +393,9 @@ def test_blocks_before_rank_k_raise_not_enough_shards() -> None:
 
 @pytest.mark.parametrize("k", [0, -1, 256, 1000])
 def test_decoder_for_an_impossible_stripe_is_refused(k: int) -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(CodingParamsError) as excinfo:
         ProgressiveDecoder(k)
+    assert not isinstance(excinfo.value, PacketError)
 
 
 @pytest.mark.parametrize("k", [1, 255])
@@ -407,9 +414,11 @@ def test_recoding_packets_of_different_stripes_is_refused() -> None:
 
 
 def test_recoding_packets_with_payloads_of_different_lengths_is_refused() -> None:
-    # Raised as ShardSizeError today (decoder.add raises PacketError for the same thing).
-    with pytest.raises(CodingError):
+    with pytest.raises(PacketError) as excinfo:
         recode([Packet(b"\x01\x02", b"ab"), Packet(b"\x03\x04", b"abc")], random.Random(15))
+    # the same refusal as decoder.add's, not the kernel's ShardSizeError leaking through
+    assert excinfo.type is PacketError
+    assert not isinstance(excinfo.value, ShardSizeError)
 
 
 def test_random_packet_of_no_blocks_is_refused() -> None:
@@ -421,8 +430,9 @@ def test_random_packet_of_no_blocks_is_refused() -> None:
 def test_shard_packet_outside_the_code_is_refused(index: int) -> None:
     rs = ReedSolomon(3, 6)
 
-    with pytest.raises(PacketError):
+    with pytest.raises(ShardIndexError) as excinfo:
         shard_packet(rs, index, bytes(10))
+    assert not isinstance(excinfo.value, PacketError)
 
 
 # -- rank bookkeeping against the oracle ----------------------------------------------------------
