@@ -338,6 +338,43 @@ def test_isal_is_preferred_when_nothing_is_forced(
     assert isinstance(kernel._choose(), IsalBackend)
 
 
+def _gfni_candidates() -> list[tuple[str, str]]:
+    import ctypes
+
+    found = []
+    for path, origin in kernel._isal_candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if kernel._has_symbol(lib, "ec_encode_data_avx512_gfni"):
+            found.append((path, origin))
+    return found
+
+
+def test_an_isal_build_with_gfni_kernels_is_preferred_over_an_older_one_listed_first(
+    monkeypatch: pytest.MonkeyPatch, isal: IsalBackend
+) -> None:
+    newer = _gfni_candidates()
+    older = [c for c in kernel._isal_candidates() if c not in newer]
+    if not newer:
+        pytest.skip("no ISA-L >= 2.31 (with GFNI kernels) on this machine to prefer")
+    monkeypatch.setattr(kernel, "_isal_candidates", lambda: older + newer)
+    chosen = kernel.load_isal()
+    assert chosen is not None
+    assert chosen.name == f"isal ({newer[0][1]}, GFNI kernels)"
+
+
+def test_among_equal_isal_builds_the_first_listed_is_used(
+    monkeypatch: pytest.MonkeyPatch, isal: IsalBackend
+) -> None:
+    only = kernel._isal_candidates()[-1:]
+    monkeypatch.setattr(kernel, "_isal_candidates", lambda: only + only)
+    chosen = kernel.load_isal()
+    assert chosen is not None
+    assert chosen.name.startswith(f"isal ({only[0][1]}")
+
+
 def test_an_unknown_backend_name_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(kernel.ENV_VAR, "bogus")
     with pytest.raises(GfBackendUnavailableError, match="bogus"):
