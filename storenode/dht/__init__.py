@@ -1,0 +1,1 @@
+"""Kademlia, sans-IO: ids, routing table, lookup state machine, signed records."""

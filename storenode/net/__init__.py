@@ -1,0 +1,1 @@
+"""The trio shells: serve the wire, connect and pool, RPC, the DHT service."""

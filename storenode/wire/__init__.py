@@ -1,0 +1,1 @@
+"""The authenticated wire, sans-IO: Noise handshake, encrypted frames, typed messages."""
