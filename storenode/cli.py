@@ -18,11 +18,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.what == "coding":
-        from storenode.bench.coding import main as bench_coding
+    import importlib
 
-        return bench_coding(json_out=args.json, quick=args.quick)
-    raise SystemExit(f"storenode bench: unknown benchmark {args.what!r}")
+    bench = importlib.import_module(f"storenode.bench.{args.what}")
+    rc: int = bench.main(json_out=args.json, quick=args.quick)
+    return rc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="measure speed, side by side with a peer")
-    bench.add_argument("what", choices=["coding"], help="which part to measure")
+    bench.add_argument("what", choices=["coding", "wire"], help="which part to measure")
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     bench.add_argument("--quick", action="store_true", help="shorter runs (for smoke tests)")
     bench.set_defaults(func=_cmd_bench)
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from storenode.tuning import tune_allocator
+
+    tune_allocator()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

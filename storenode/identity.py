@@ -84,8 +84,9 @@ def verify(public_key: bytes, domain: bytes, payload: bytes, signature: bytes) -
     _check_public(public_key)
     if len(signature) != SIGNATURE_SIZE:
         raise SignatureInvalidError(f"a signature is 64 bytes, not {len(signature)}")
+    verifier = _verifier(public_key)  # KeyInvalidError for a point not on the curve
     try:
-        _verifier(public_key).verify(signing_message(domain, payload), signature)
+        verifier.verify(signing_message(domain, payload), signature)
     except ValueError:
         raise SignatureInvalidError("the signature does not verify under that key") from None
 

@@ -1,0 +1,519 @@
+"""Noise ``XX_25519_AESGCM_SHA256`` (Noise Protocol Framework, revision 34), sans-IO.
+
+The three objects of the spec, section 5, with the spec's names in snake case:
+
+* :class:`CipherState`: AES-256-GCM under one key, nonce = 4 zero bytes || the
+  64-bit counter big endian; the nonce 2^64-1 is reserved.
+* :class:`SymmetricState`: chaining key ``ck``, handshake hash ``h``, HKDF with
+  HMAC-SHA256; ``mix_key``, ``mix_hash``, ``encrypt_and_hash``,
+  ``decrypt_and_hash``, ``split``.
+* :class:`HandshakeState`: the XX pattern, driven by the :data:`XX` token table.
+
+Nothing here reads a clock or draws randomness: the static and ephemeral X25519
+private keys are arguments (the caller draws them, e.g. ``os.urandom(32)``), so
+the published test vectors replay byte for byte. The cryptography is
+pycryptodome's (X25519, AES, GHASH) and hashlib's; numpy only lays out and XORs
+the GCM counter blocks (see _CachedAesGcm).
+
+Errors: a handshake message that is truncated, fails authentication or carries
+an invalid X25519 key raises :class:`HandshakeError`; a transport ciphertext that
+fails authentication raises :class:`FrameDecryptError`; calling a method out of
+turn raises :class:`ConnectionStateError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+import numpy as np
+from Crypto.Cipher import AES
+from Crypto.Cipher import _mode_gcm as _gcm_internals
+from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
+
+from storenode.wire.errors import ConnectionStateError, FrameDecryptError, HandshakeError
+
+PROTOCOL_NAME: Final = b"Noise_XX_25519_AESGCM_SHA256"
+DHLEN: Final = 32
+HASHLEN: Final = 32
+KEYLEN: Final = 32
+TAGLEN: Final = 16
+MAX_NONCE: Final = 2**64 - 1
+MAX_MESSAGE_LEN: Final = 65535
+
+#: The XX message patterns (spec 7.5): who sends is given by the index (even:
+#: initiator, odd: responder); each token is run in order, then the payload.
+XX: Final[tuple[tuple[str, ...], ...]] = (
+    ("e",),
+    ("e", "ee", "s", "es"),
+    ("s", "se"),
+)
+
+Buffer = bytes | bytearray | memoryview
+
+
+# -- primitives ------------------------------------------------------------------
+
+
+def x25519_public_key(private_key: bytes) -> bytes:
+    """The X25519 public key (RFC 7748) of a 32-byte private key (clamped as RFC 7748 says)."""
+    if len(private_key) != DHLEN:
+        raise ValueError(f"an X25519 private key is 32 bytes, not {len(private_key)}")
+    key = import_x25519_private_key(bytes(private_key))
+    return bytes(key.public_key().export_key(format="raw"))
+
+
+def x25519(private_key: bytes, public_key: bytes) -> bytes:
+    """DH(private, public) of the spec; a public key of small order or otherwise
+    invalid (rejected by pycryptodome) raises :class:`HandshakeError`."""
+    try:
+        secret = key_agreement(
+            static_priv=import_x25519_private_key(bytes(private_key)),
+            static_pub=import_x25519_public_key(bytes(public_key)),
+            kdf=bytes,
+        )
+    except ValueError as e:
+        raise HandshakeError(f"the peer sent an invalid X25519 public key: {e}") from None
+    return secret
+
+
+def _hmac_sha256(key: bytes, data: bytes) -> bytes:
+    return hmac.digest(key, data, "sha256")
+
+
+def hkdf(chaining_key: bytes, input_key_material: bytes) -> tuple[bytes, bytes]:
+    """HKDF of spec 4.3 with two outputs (all that XX needs)."""
+    temp_key = _hmac_sha256(chaining_key, input_key_material)
+    output1 = _hmac_sha256(temp_key, b"\x01")
+    output2 = _hmac_sha256(temp_key, output1 + b"\x02")
+    return output1, output2
+
+
+def nonce_bytes(n: int) -> bytes:
+    """The AESGCM nonce of spec 12.4: 32 bits of zeros, then ``n`` as 64 bits big endian."""
+    return b"\x00\x00\x00\x00" + n.to_bytes(8, "big")
+
+
+# -- AES-256-GCM -----------------------------------------------------------------
+#
+# ``AES.new(key, AES.MODE_GCM, nonce=...)`` expands the key three times and builds
+# the GHASH table on every call (~30 us, as long as encrypting 64 KiB), and its CTR
+# mode costs another ~8 us to set up per frame. A Noise CipherState encrypts every
+# frame under one key, so _CachedAesGcm keeps one ECB cipher and the GHASH subkey H
+# per key and builds GCM (NIST SP 800-38D, 96-bit IV) itself: the counter blocks
+# J0 = nonce || 1, nonce || 2, ... are written by numpy into a per-thread buffer,
+# encrypted with one ECB call (E(J0) masks the tag, the rest is the keystream) and
+# XORed with the data; GHASH is pycryptodome's. That GHASH class is private to
+# pycryptodome, so _CachedAesGcm is used only if it is present and an import-time
+# self-test against the public GCM passes; otherwise _PublicAesGcm. Both take the
+# 64-bit counter of the Noise nonce and at most one Noise message (65,535 bytes).
+
+_ZEROS16: Final = bytes(16)
+_MAX_BLOCKS: Final = 1 + -(-MAX_MESSAGE_LEN // 16)  # J0, then one per 16 bytes of data
+
+
+class _PublicAesGcm:
+    """AES-256-GCM through pycryptodome's public GCM mode."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def seal_into(self, counter: int, ad: Buffer, plaintext: Buffer, out: memoryview) -> None:
+        n = len(plaintext)
+        cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce_bytes(counter))
+        cipher.update(ad)
+        cipher.encrypt(plaintext, output=out[:n])
+        out[n : n + TAGLEN] = cipher.digest()
+
+    def open(self, counter: int, ad: Buffer, data: memoryview) -> bytes:
+        n = len(data) - TAGLEN
+        cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce_bytes(counter))
+        cipher.update(ad)
+        plaintext = cipher.decrypt(data[:n])
+        try:
+            cipher.verify(data[n:])
+        except ValueError:
+            raise FrameDecryptError("a ciphertext failed AES-GCM authentication") from None
+        return plaintext
+
+
+_GHASH: Any = getattr(_gcm_internals, "_GHASH", None)
+_GHASH_IMPL: Any = getattr(_gcm_internals, "_ghash_clmul", None) or getattr(
+    _gcm_internals, "_ghash_portable", None
+)
+
+
+class _CounterBlocks(threading.local):
+    """Per-thread scratch: GCM counter blocks ``0^32 || n (64 bits) || i (32 bits)``
+    for i = 1 (J0), 2, ... big endian, and their encryption."""
+
+    def __init__(self) -> None:
+        self.blocks = bytearray(16 * _MAX_BLOCKS)
+        self.words = np.frombuffer(self.blocks, dtype=">u4").reshape(_MAX_BLOCKS, 4)
+        self.words[:, 3] = np.arange(1, _MAX_BLOCKS + 1, dtype=np.uint32)
+        self.high = 0  # the value in every block's second word: n >> 32
+        self.encrypted = bytearray(16 * _MAX_BLOCKS)
+        self.encrypted_u8 = np.frombuffer(self.encrypted, dtype=np.uint8)
+
+
+_COUNTER_BLOCKS = _CounterBlocks()
+
+
+class _CachedAesGcm:
+    """AES-256-GCM with the key schedule and the GHASH subkey computed once per key.
+
+    Decryption authenticates before it decrypts: no unauthenticated plaintext
+    is ever produced."""
+
+    __slots__ = ("_ecb", "_h")
+
+    def __init__(self, key: bytes) -> None:
+        self._ecb = AES.new(key, AES.MODE_ECB)
+        self._h = self._ecb.encrypt(_ZEROS16)
+
+    def _encrypt_counters(self, counter: int, length: int) -> _CounterBlocks:
+        """Encrypt J0 .. J0 + ceil(length / 16) for the nonce ``counter``."""
+        scratch = _COUNTER_BLOCKS
+        high = counter >> 32
+        if high != scratch.high:
+            scratch.words[:, 1] = high
+            scratch.high = high
+        size = 16 + ((length + 15) & ~15)
+        scratch.words[: size // 16, 2] = counter & 0xFFFFFFFF
+        with memoryview(scratch.blocks) as blocks, memoryview(scratch.encrypted) as encrypted:
+            self._ecb.encrypt(blocks[:size], output=encrypted[:size])
+        return scratch
+
+    def _tag(self, ad: Buffer, ciphertext: memoryview, mask: bytearray) -> bytes:
+        ghash = _GHASH(self._h, _GHASH_IMPL)
+        if ad:
+            ghash.update(bytes(ad) + _ZEROS16[: -len(ad) % 16])
+        n = len(ciphertext)
+        full = n & ~15
+        if full:
+            ghash.update(ciphertext[:full])
+        last = (8 * len(ad)).to_bytes(8, "big") + (8 * n).to_bytes(8, "big")
+        if full != n:  # the partial last block, zero-padded, then the lengths block
+            last = bytes(ciphertext[full:]) + _ZEROS16[: 16 - (n - full)] + last
+        ghash.update(last)
+        tag = int.from_bytes(ghash.digest(), "big") ^ int.from_bytes(mask[:16], "big")
+        return tag.to_bytes(16, "big")
+
+    def seal_into(self, counter: int, ad: Buffer, plaintext: Buffer, out: memoryview) -> None:
+        n = len(plaintext)
+        scratch = self._encrypt_counters(counter, n)
+        ciphertext = out[:n]
+        if n:
+            np.bitwise_xor(
+                np.frombuffer(plaintext, dtype=np.uint8),
+                scratch.encrypted_u8[16 : 16 + n],
+                out=np.frombuffer(ciphertext, dtype=np.uint8),
+            )
+        out[n : n + TAGLEN] = self._tag(ad, ciphertext, scratch.encrypted)
+
+    def open(self, counter: int, ad: Buffer, data: memoryview) -> bytes:
+        n = len(data) - TAGLEN
+        scratch = self._encrypt_counters(counter, n)
+        ciphertext = data[:n]
+        if not hmac.compare_digest(self._tag(ad, ciphertext, scratch.encrypted), data[n:]):
+            raise FrameDecryptError("a ciphertext failed AES-GCM authentication")
+        if not n:
+            return b""
+        plaintext = np.bitwise_xor(
+            np.frombuffer(ciphertext, dtype=np.uint8), scratch.encrypted_u8[16 : 16 + n]
+        )
+        return plaintext.tobytes()
+
+
+def _cached_gcm_matches_public() -> bool:
+    """Self-test of _CachedAesGcm against pycryptodome's GCM (odd lengths, with ad)."""
+    if _GHASH is None or _GHASH_IMPL is None:
+        return False
+    key, ad, plaintext = bytes(range(32)), b"storenode", bytes(range(45))
+    counter = 2**32 + 7  # both halves of the nonce in use
+    try:
+        ours = bytearray(len(plaintext) + TAGLEN)
+        _CachedAesGcm(key).seal_into(counter, ad, plaintext, memoryview(ours))
+        opened = _CachedAesGcm(key).open(counter, ad, memoryview(ours))
+    except Exception:  # pycryptodome's internals changed shape: use the public mode
+        return False
+    reference = bytearray(len(plaintext) + TAGLEN)
+    _PublicAesGcm(key).seal_into(counter, ad, plaintext, memoryview(reference))
+    return ours == reference and opened == plaintext
+
+
+_AesGcm = _CachedAesGcm | _PublicAesGcm
+_new_aes_gcm: Callable[[bytes], _AesGcm] = (
+    _CachedAesGcm if _cached_gcm_matches_public() else _PublicAesGcm
+)
+
+
+# -- CipherState -----------------------------------------------------------------
+
+
+class CipherState:
+    """A key ``k`` (or none) and a nonce counter ``n`` (spec 5.1)."""
+
+    __slots__ = ("_aead", "_n")
+
+    def __init__(self, key: bytes | None = None) -> None:
+        if key is not None and len(key) != KEYLEN:
+            raise ValueError(f"a cipher key is 32 bytes, not {len(key)}")
+        self._aead: _AesGcm | None = None if key is None else _new_aes_gcm(bytes(key))
+        self._n = 0
+
+    @property
+    def has_key(self) -> bool:
+        return self._aead is not None
+
+    @property
+    def nonce(self) -> int:
+        """The nonce the next encryption or decryption uses."""
+        return self._n
+
+    def set_nonce(self, nonce: int) -> None:
+        """SetNonce of spec 5.1 (for tests; the transport never moves a nonce by hand)."""
+        if not 0 <= nonce <= MAX_NONCE:
+            raise ValueError("a nonce is a 64-bit unsigned integer")
+        self._n = nonce
+
+    def _next_nonce(self) -> int:
+        if self._n >= MAX_NONCE:
+            raise ConnectionStateError("this cipher's nonces are used up; close the connection")
+        return self._n
+
+    def encrypt_with_ad(self, ad: Buffer, plaintext: Buffer) -> bytes:
+        """``ciphertext || tag`` (16 bytes longer), or the plaintext itself without a key."""
+        if self._aead is None:
+            return bytes(plaintext)
+        out = bytearray(len(plaintext) + TAGLEN)
+        self.encrypt_into(ad, plaintext, memoryview(out))
+        return bytes(out)
+
+    def encrypt_into(self, ad: Buffer, plaintext: Buffer, out: memoryview) -> None:
+        """Write ``ciphertext || tag`` into ``out`` (exactly ``len(plaintext) + 16``
+        bytes): the transport's copy-free path. Requires a key."""
+        if self._aead is None:
+            raise ConnectionStateError("encrypt_into needs a cipher with a key")
+        if len(out) != len(plaintext) + TAGLEN:
+            raise ValueError("out must be exactly 16 bytes longer than the plaintext")
+        if len(out) > MAX_MESSAGE_LEN:
+            raise ValueError("a Noise message is at most 65,535 bytes")
+        self._aead.seal_into(self._next_nonce(), ad, plaintext, out)
+        self._n += 1
+
+    def decrypt_with_ad(self, ad: Buffer, ciphertext: Buffer) -> bytes:
+        """The plaintext of ``ciphertext || tag``, or the ciphertext itself without a
+        key. A failed authentication raises :class:`FrameDecryptError` and leaves
+        the nonce unchanged (spec 5.1)."""
+        if self._aead is None:
+            return bytes(ciphertext)
+        if not TAGLEN <= len(ciphertext) <= MAX_MESSAGE_LEN:
+            raise FrameDecryptError(f"a ciphertext is 16..65,535 bytes, not {len(ciphertext)}")
+        view = ciphertext if isinstance(ciphertext, memoryview) else memoryview(ciphertext)
+        plaintext = self._aead.open(self._next_nonce(), ad, view)
+        self._n += 1
+        return plaintext
+
+
+# -- SymmetricState --------------------------------------------------------------
+
+
+class SymmetricState:
+    """The chaining key, the handshake hash and the handshake's CipherState (spec 5.2)."""
+
+    __slots__ = ("cipher", "ck", "h")
+
+    def __init__(self, protocol_name: bytes) -> None:
+        if len(protocol_name) <= HASHLEN:
+            h = protocol_name.ljust(HASHLEN, b"\x00")
+        else:
+            h = hashlib.sha256(protocol_name).digest()
+        self.h: bytes = h
+        self.ck: bytes = h
+        self.cipher = CipherState()
+
+    def mix_key(self, input_key_material: bytes) -> None:
+        self.ck, temp_k = hkdf(self.ck, input_key_material)
+        self.cipher = CipherState(temp_k)
+
+    def mix_hash(self, data: Buffer) -> None:
+        self.h = hashlib.sha256(self.h + bytes(data)).digest()
+
+    def encrypt_and_hash(self, plaintext: Buffer) -> bytes:
+        ciphertext = self.cipher.encrypt_with_ad(self.h, plaintext)
+        self.mix_hash(ciphertext)
+        return ciphertext
+
+    def decrypt_and_hash(self, ciphertext: Buffer) -> bytes:
+        plaintext = self.cipher.decrypt_with_ad(self.h, ciphertext)
+        self.mix_hash(ciphertext)
+        return plaintext
+
+    def split(self) -> tuple[CipherState, CipherState]:
+        temp_k1, temp_k2 = hkdf(self.ck, b"")
+        return CipherState(temp_k1), CipherState(temp_k2)
+
+
+# -- HandshakeState --------------------------------------------------------------
+
+
+class HandshakeState:
+    """One side of an XX handshake (spec 5.3).
+
+    ``write_message`` and ``read_message`` alternate as :data:`XX` says (the
+    initiator writes messages 0 and 2, the responder message 1); a call out of
+    turn raises :class:`ConnectionStateError`. After the third message
+    :attr:`complete` is true and :meth:`split` gives the transport ciphers, once.
+    A failed ``read_message`` poisons the handshake: every later call raises
+    :class:`ConnectionStateError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        static: bytes,
+        ephemeral: bytes,
+        prologue: bytes = b"",
+    ) -> None:
+        self.initiator = initiator
+        self._s = bytes(static)
+        self._s_public = x25519_public_key(self._s)
+        self._e = bytes(ephemeral)
+        self._e_public = x25519_public_key(self._e)
+        self._re: bytes | None = None
+        self._rs: bytes | None = None
+        self._symmetric = SymmetricState(PROTOCOL_NAME)
+        self._symmetric.mix_hash(prologue)
+        self._index = 0
+        self._failed = False
+        self._split_done = False
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def static_public_key(self) -> bytes:
+        return self._s_public
+
+    @property
+    def remote_static(self) -> bytes | None:
+        """The peer's static X25519 public key, once its ``s`` token was read."""
+        return self._rs
+
+    @property
+    def complete(self) -> bool:
+        return self._index == len(XX)
+
+    @property
+    def handshake_hash(self) -> bytes:
+        """``h``: after the handshake, the value that identifies this session (spec 11.2)."""
+        return self._symmetric.h
+
+    @property
+    def message_index(self) -> int:
+        """How many handshake messages have been written or read."""
+        return self._index
+
+    def _check_turn(self, writing: bool) -> None:
+        if self._failed:
+            raise ConnectionStateError("the handshake has failed")
+        if self.complete:
+            raise ConnectionStateError("the handshake is already complete")
+        initiator_turn = self._index % 2 == 0
+        if writing != (initiator_turn == self.initiator):
+            action = "write" if writing else "read"
+            raise ConnectionStateError(f"not this side's turn to {action} message {self._index}")
+
+    # -- tokens ------------------------------------------------------------------
+
+    def _mix_dh(self, token: str) -> None:
+        # A DH token names the initiator's key, then the responder's: "es" is the
+        # initiator's e with the responder's s.
+        mine, theirs = (token[0], token[1]) if self.initiator else (token[1], token[0])
+        local = self._e if mine == "e" else self._s
+        remote = self._re if theirs == "e" else self._rs
+        if remote is None:  # unreachable with the XX table
+            raise ConnectionStateError(f"token {token!r} before the peer's key is known")
+        self._symmetric.mix_key(x25519(local, remote))
+
+    # -- messages ----------------------------------------------------------------
+
+    def write_message(self, payload: Buffer) -> bytes:
+        """The next handshake message, carrying ``payload`` (encrypted once a key exists)."""
+        self._check_turn(writing=True)
+        try:
+            message = self._write(payload)
+        except HandshakeError:  # an invalid key from the peer's last message
+            self._failed = True
+            raise
+        if len(message) > MAX_MESSAGE_LEN:
+            self._failed = True
+            raise HandshakeError(f"a handshake message of {len(message)} bytes exceeds 65,535")
+        self._index += 1
+        return message
+
+    def _write(self, payload: Buffer) -> bytes:
+        out = bytearray()
+        for token in XX[self._index]:
+            if token == "e":
+                out += self._e_public
+                self._symmetric.mix_hash(self._e_public)
+            elif token == "s":
+                out += self._symmetric.encrypt_and_hash(self._s_public)
+            else:
+                self._mix_dh(token)
+        out += self._symmetric.encrypt_and_hash(payload)
+        return bytes(out)
+
+    def read_message(self, message: Buffer) -> bytes:
+        """Process the peer's next handshake message and return its payload."""
+        self._check_turn(writing=False)
+        try:
+            payload = self._read(memoryview(message))
+        except (HandshakeError, FrameDecryptError) as e:
+            self._failed = True
+            if isinstance(e, HandshakeError):
+                raise
+            raise HandshakeError(
+                f"handshake message {self._index} failed authentication "
+                "(wrong prologue, wrong keys or altered in flight)"
+            ) from None
+        self._index += 1
+        return payload
+
+    def _read(self, message: memoryview) -> bytes:
+        pos = 0
+        for token in XX[self._index]:
+            if token in ("e", "s"):
+                size = DHLEN + TAGLEN if token == "s" and self._symmetric.cipher.has_key else DHLEN
+                if len(message) - pos < size:
+                    raise HandshakeError(f"handshake message {self._index} is truncated")
+                field = message[pos : pos + size]
+                pos += size
+                if token == "e":
+                    self._re = bytes(field)
+                    self._symmetric.mix_hash(field)
+                else:
+                    self._rs = self._symmetric.decrypt_and_hash(field)
+            else:
+                self._mix_dh(token)
+        rest = message[pos:]
+        if self._symmetric.cipher.has_key and len(rest) < TAGLEN:
+            raise HandshakeError(f"handshake message {self._index} is truncated")
+        return self._symmetric.decrypt_and_hash(rest)
+
+    def split(self) -> tuple[CipherState, CipherState]:
+        """``(c1, c2)`` of spec 5.2: c1 encrypts initiator to responder, c2 the other
+        way. Only after the handshake, and only once (a second pair would reuse nonces)."""
+        if not self.complete or self._failed:
+            raise ConnectionStateError("split() before the handshake completed")
+        if self._split_done:
+            raise ConnectionStateError("split() was already called")
+        self._split_done = True
+        return self._symmetric.split()
