@@ -16,6 +16,7 @@ dial one otherwise; concurrent requests share one dial. Connections idle for
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -73,6 +74,9 @@ class RpcNode:
         self._dialing: dict[bytes, trio.Event] = {}
         self._all: set[PeerConnection] = set()
         self.port: int | None = None
+        # One static Noise key per node, signed into every handshake; a fresh
+        # ephemeral key per connection still gives each session its own keys.
+        self._static = os.urandom(32)
         self.violations = 0
 
     # -- routes ----------------------------------------------------------------
@@ -123,7 +127,7 @@ class RpcNode:
             del self._connections[conn.peer_key]
 
     def _new_wire(self, role: Role, expected: bytes | None) -> WireConnection:
-        return WireConnection(self.identity, role, expected_peer=expected)
+        return WireConnection(self.identity, role, expected_peer=expected, static=self._static)
 
     def _peer(
         self, stream: trio.abc.Stream, wire: WireConnection, outbound: bool

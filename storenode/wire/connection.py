@@ -21,6 +21,7 @@ import enum
 import os
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from storenode.identity import (
@@ -59,6 +60,13 @@ MAX_MESSAGE_SIZE: Final = 8 * 1024 * 1024
 # The shortest well-formed handshake message with each index, payload aside:
 # 1: e; 2: e, encrypted s, payload tag; 3: encrypted s, payload tag.
 _MIN_HANDSHAKE_MESSAGE: Final = (DHLEN, DHLEN + DHLEN + 2 * TAGLEN, DHLEN + 2 * TAGLEN)
+
+
+@lru_cache(maxsize=16)
+def _identity_proof(identity: Identity, static_public: bytes) -> bytes:
+    """``ed25519 key || signature`` over a static key. Ed25519 signatures are
+    deterministic, so a node's proof over its long-lived static key is made once."""
+    return identity.public_key + identity.sign(IDENTITY_DOMAIN, static_public)
 
 
 class Role(enum.Enum):
@@ -394,7 +402,7 @@ class WireConnection:
 
     def _queue_handshake_message(self) -> None:
         static_public = self._handshake.static_public_key
-        proof = self._identity.public_key + self._identity.sign(IDENTITY_DOMAIN, static_public)
+        proof = _identity_proof(self._identity, static_public)
         self._outgoing += _length_prefixed(self._handshake.write_message(proof))
 
     def _check_identity_proof(self, payload: bytes) -> bytes:

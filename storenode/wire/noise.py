@@ -27,12 +27,14 @@ import hashlib
 import hmac
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
 from Crypto.Cipher import AES
 from Crypto.Cipher import _mode_gcm as _gcm_internals
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
+from Crypto.PublicKey.ECC import EccKey
 
 from storenode.wire.errors import ConnectionStateError, FrameDecryptError, HandshakeError
 
@@ -66,18 +68,29 @@ def x25519_public_key(private_key: bytes) -> bytes:
     return bytes(key.public_key().export_key(format="raw"))
 
 
-def x25519(private_key: bytes, public_key: bytes) -> bytes:
+def x25519(private_key: bytes | EccKey, public_key: bytes) -> bytes:
     """DH(private, public) of the spec; a public key of small order or otherwise
-    invalid (rejected by pycryptodome) raises :class:`HandshakeError`."""
+    invalid (rejected by pycryptodome) raises :class:`HandshakeError`.
+
+    ``private_key`` may be an already imported key: importing costs a scalar
+    multiplication, as much as the agreement itself."""
+    if not isinstance(private_key, EccKey):
+        private_key = import_x25519_private_key(bytes(private_key))
     try:
         secret = key_agreement(
-            static_priv=import_x25519_private_key(bytes(private_key)),
+            static_priv=private_key,
             static_pub=import_x25519_public_key(bytes(public_key)),
             kdf=bytes,
         )
     except ValueError as e:
         raise HandshakeError(f"the peer sent an invalid X25519 public key: {e}") from None
     return secret
+
+
+@lru_cache(maxsize=16)
+def _static_key(private_key: bytes) -> EccKey:
+    """A node's static key, imported once per process."""
+    return import_x25519_private_key(private_key)
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -383,10 +396,15 @@ class HandshakeState:
         prologue: bytes = b"",
     ) -> None:
         self.initiator = initiator
-        self._s = bytes(static)
-        self._s_public = x25519_public_key(self._s)
-        self._e = bytes(ephemeral)
-        self._e_public = x25519_public_key(self._e)
+        # Keys are imported once (each import is a scalar multiplication). The
+        # static key is long-lived and may be shared by a node's handshakes; the
+        # ephemeral one lives and dies with this handshake.
+        if len(static) != DHLEN or len(ephemeral) != DHLEN:
+            raise ValueError("X25519 private keys are 32 bytes")
+        self._s = _static_key(bytes(static))
+        self._s_public = bytes(self._s.public_key().export_key(format="raw"))
+        self._e = import_x25519_private_key(bytes(ephemeral))
+        self._e_public = bytes(self._e.public_key().export_key(format="raw"))
         self._re: bytes | None = None
         self._rs: bytes | None = None
         self._symmetric = SymmetricState(PROTOCOL_NAME)

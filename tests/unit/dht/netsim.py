@@ -64,7 +64,7 @@ class SimNetwork:
 
     def new_node(self) -> DhtNode:
         identity = Identity.from_seed(self.rng.randbytes(32))
-        contact = Contact(identity.public_key, "10.0.0.1", 1 + len(self.nodes))
+        contact = Contact(identity.public_key, "127.0.0.1", 1 + len(self.nodes))
         node = DhtNode(identity, contact, now=self.now, k=self.k, alpha=self.alpha)
         self.nodes[node.node_id] = node
         return node

@@ -30,7 +30,7 @@ TARGET = bytes(20)
 def contacts(n: int, seed: int = 0) -> list[Contact]:
     """``n`` contacts sorted by distance to ``TARGET``, nearest first."""
     rng = random.Random(seed)
-    cs = [Contact(rng.randbytes(32), "10.0.0.2", 1000 + i) for i in range(n)]
+    cs = [Contact(rng.randbytes(32), "127.0.0.2", 1000 + i) for i in range(n)]
     return sorted(cs, key=lambda c: distance(c.node_id, TARGET))
 
 
@@ -217,7 +217,7 @@ def test_with_truthful_replies_any_event_order_finds_the_k_closest_live_contacts
     seed: int, n: int, k: int, alpha: int, dead_share: float
 ) -> None:
     rng = random.Random(seed)
-    everyone = [Contact(rng.randbytes(32), "10.0.0.3", 1 + i) for i in range(n)]
+    everyone = [Contact(rng.randbytes(32), "127.0.0.3", 1 + i) for i in range(n)]
     dead = {c.node_id for c in everyone if rng.random() < dead_share}
     target = rng.randbytes(20)
 

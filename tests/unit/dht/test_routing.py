@@ -19,7 +19,7 @@ OWN = bytes(20)  # id 0: the far half of the keyspace is every id with the top b
 
 
 def contact(key: bytes, port: int = 4000) -> Contact:
-    return Contact(key, "10.0.0.1", port)
+    return Contact(key, "127.0.0.1", port)
 
 
 def random_contacts(rng: random.Random, n: int) -> list[Contact]:
@@ -156,7 +156,7 @@ def test_a_known_contact_is_moved_to_the_tail_with_its_new_address() -> None:
     cs = random_contacts(rng, 5)
     for c in cs:
         table.add_contact(c, NOW)
-    moved = Contact(cs[0].key, "10.9.9.9", 9999)
+    moved = Contact(cs[0].key, "127.9.9.9", 9999)
     table.add_contact(moved, NOW + 1)
     assert table.buckets[0].contacts() == [*cs[1:], moved]
     assert table.get(cs[0].node_id) == moved

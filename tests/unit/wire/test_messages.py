@@ -87,7 +87,7 @@ def registry() -> Registry:
 
 KEY = bytes(range(32))
 PING = Ping(KEY, 7)
-FOUND = Found([Contact(KEY, "node-1.example.net", 4000), Contact(KEY, "10.0.0.2", 65535)])
+FOUND = Found([Contact(KEY, "node-1.localhost", 4000), Contact(KEY, "127.0.0.2", 65535)])
 ANNOUNCE = Announce(b"\x01" * 32, b"\x02" * 64, 12)
 
 
