@@ -102,6 +102,10 @@ class LookupStats:
     exact: int
     hops: list[int]
     ms: list[float]
+    only_live_nodes: int = 0
+    """Lookups whose every node was alive."""
+    full: int = 0
+    """Lookups that returned k nodes."""
 
     @property
     def exact_ratio(self) -> float:
@@ -127,4 +131,7 @@ async def random_lookups(net: LoopbackDht, count: int) -> LookupStats:
         stats.ms.append((trio.current_time() - start) * 1000)
         stats.hops.append(result.hops)
         stats.exact += net.is_exact(target, result)
+        live = {s.core.node_id for s in net.live}
+        stats.only_live_nodes += all(c.node_id in live for c in result.closest)
+        stats.full += len(result.closest) == K
     return stats
