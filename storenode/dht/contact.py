@@ -12,12 +12,18 @@ contacts by :attr:`Contact.node_id` and keeps the address it heard last.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import msgspec
 
 from storenode.identity import dht_id
 from storenode.wire.messages import Host, Port, PublicKey
+
+
+@lru_cache(maxsize=1 << 16)
+def _node_id(key: bytes) -> bytes:
+    # Every reply decodes fresh Contact objects for the same few hundred keys.
+    return dht_id(key)
 
 
 class Contact(
@@ -38,8 +44,8 @@ class Contact(
 
     @cached_property
     def node_id(self) -> bytes:
-        """The node's 160-bit id, ``dht_id(key)`` (computed once)."""
-        return dht_id(self.key)
+        """The node's 160-bit id, ``dht_id(key)`` (computed once per key)."""
+        return _node_id(self.key)
 
     def __repr__(self) -> str:
         return f"Contact({self.node_id.hex()[:8]}…@{self.host}:{self.port})"
