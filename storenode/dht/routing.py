@@ -332,9 +332,14 @@ class RoutingTable(_KademliaRoutingTable):  # type: ignore[misc]  # kademlia is 
     def _closest_entries(
         self, target: int, k: int, exclude: tuple[bytes, ...], skip_suspects: bool = False
     ) -> list[_Entry]:
-        entries = (
-            e for e in self._entries() if e.id not in exclude and not (skip_suspects and e.failures)
-        )
+        # Answered for every FIND_NODE: a flat comprehension over the buckets is
+        # several times cheaper than chaining generators through them.
+        entries = [
+            e
+            for b in self.buckets
+            for e in b.nodes.values()
+            if not (skip_suspects and e.failures) and e.id not in exclude
+        ]
         return heapq.nsmallest(k, entries, key=lambda e: e.long_id ^ target)
 
     def _may_split(self, bucket: Bucket, newcomer: _Entry) -> bool:
