@@ -52,12 +52,12 @@ belong in the table: the service reports them with :meth:`add_contact`
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 
 from kademlia.node import Node
 from kademlia.routing import KBucket
@@ -334,13 +334,14 @@ class RoutingTable(_KademliaRoutingTable):  # type: ignore[misc]  # kademlia is 
     ) -> list[_Entry]:
         # Answered for every FIND_NODE: a flat comprehension over the buckets is
         # several times cheaper than chaining generators through them.
-        entries = [
-            e
+        ranked = [
+            (e.long_id ^ target, e)
             for b in self.buckets
             for e in b.nodes.values()
             if not (skip_suspects and e.failures) and e.id not in exclude
         ]
-        return heapq.nsmallest(k, entries, key=lambda e: e.long_id ^ target)
+        ranked.sort(key=itemgetter(0))  # distances are unique: ids are
+        return [e for _, e in ranked[:k]]
 
     def _may_split(self, bucket: Bucket, newcomer: _Entry) -> bool:
         lower, upper = bucket.range

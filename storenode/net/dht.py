@@ -78,7 +78,7 @@ class DhtService:
         self.stats = DhtStats()
         self._nursery = nursery
         for name in DHT_TYPES:
-            rpc.route(name, self._serve)
+            rpc.route_sync(name, self._serve)
 
     @property
     def contact(self) -> Contact:
@@ -86,7 +86,7 @@ class DhtService:
 
     # -- serving ---------------------------------------------------------------
 
-    async def _serve(self, conn: PeerConnection, body: msgspec.Struct) -> msgspec.Struct:
+    def _serve(self, conn: PeerConnection, body: msgspec.Struct) -> msgspec.Struct:
         try:
             reply: msgspec.Struct = self.core.handle_request(
                 conn.peer_key,

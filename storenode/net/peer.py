@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -54,6 +54,10 @@ MiB = 1 << 20
 MAX_REQUEST_ID = 2**32 - 1
 
 RequestHandler = Callable[["PeerConnection", str, msgspec.Struct], Awaitable[msgspec.Struct | None]]
+SyncHandler = Callable[["PeerConnection", msgspec.Struct], msgspec.Struct | None]
+"""A handler that never blocks (e.g. the DHT's): run inline by the reader, no task."""
+
+OUTBOX_HIGH_WATER = 8 * MiB
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class PeerConnection:
         on_request: RequestHandler,
         on_violation: Callable[[PeerConnection, WireError], None],
         outbound: bool,
+        sync_handlers: Mapping[str, SyncHandler] | None = None,
     ) -> None:
         assert wire.peer_key is not None
         self.peer_key: bytes = wire.peer_key
@@ -98,7 +103,14 @@ class PeerConnection:
         self._limits = limits
         self._on_request = on_request
         self._on_violation = on_violation
-        self._send_lock = trio.Lock()
+        self._sync_handlers: Mapping[str, SyncHandler] = sync_handlers or {}
+        # Messages are encrypted when queued (so nonces follow queue order) and a
+        # writer task sends whatever has queued up in one write.
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._outbox_ready = trio.Event()
+        self._drained = trio.Event()
+        self._drained.set()
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
         self._open_inbound = 0
@@ -124,13 +136,39 @@ class PeerConnection:
                 return rid
         raise AssertionError("no free request id")  # pragma: no cover
 
+    def _enqueue(self, body: bytes) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError("the connection is closed")
+        data = self._wire.send_message(body)
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._outbox_ready.set()
+
     async def _send(self, body: bytes) -> None:
-        # Encryption and sending happen under one lock: frame nonces must reach
-        # the socket in the order they were used.
-        async with self._send_lock:
-            data = self._wire.send_message(body)
-            await self._stream.send_all(data)
-        self.last_activity = trio.current_time()
+        """Queue ``body``; wait while more than 8 MiB is queued (back-pressure)."""
+        self._enqueue(body)
+        while self._outbox_bytes > OUTBOX_HIGH_WATER:
+            if self._drained.is_set():
+                self._drained = trio.Event()
+            await self._drained.wait()
+            if self.closed:
+                raise trio.ClosedResourceError("the connection is closed")
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._outbox_ready.wait()
+                self._outbox_ready = trio.Event()
+                while self._outbox:
+                    data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+                    self._outbox.clear()
+                    await self._stream.send_all(data)
+                    self._outbox_bytes -= len(data)
+                    self.last_activity = trio.current_time()
+                    if self._outbox_bytes <= OUTBOX_HIGH_WATER:
+                        self._drained.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closed = True
 
     async def request(
         self, body: msgspec.Struct, *, timeout: float | None = None
@@ -186,12 +224,17 @@ class PeerConnection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._writer, nursery.cancel_scope)
                 try:
                     await self._read_loop()
                 finally:
                     nursery.cancel_scope.cancel()
         finally:
             await self.aclose()
+
+    async def _writer(self, scope: trio.CancelScope) -> None:
+        await self._write_loop()
+        scope.cancel()  # the socket broke: end the reader too
 
     async def _read_loop(self) -> None:
         wire = self._wire
@@ -238,6 +281,9 @@ class PeerConnection:
                 slot.done.set()
             return  # an answer to a request we gave up on: nothing to do
         size = len(body)
+        if isinstance(msg, Request) and msg.name in self._sync_handlers:
+            self._handle_sync(msg)
+            return
         if isinstance(msg, Request):
             if (
                 self._open_inbound >= self._limits.max_open_requests
@@ -278,6 +324,24 @@ class PeerConnection:
             self._open_inbound -= 1
             self._inflight_bytes -= size
 
+    def _handle_sync(self, req: Request) -> None:
+        try:
+            result = self._sync_handlers[req.name](self, req.body)
+        except RequestRefusedError as e:
+            reply = self._registry.encode_error(req.id, e.code, e.message)
+        except Exception:  # the RPC boundary: one bad handler must not stop the node
+            log.exception("handler for %s failed", req.name)
+            reply = self._registry.encode_error(req.id, ErrorCode.INTERNAL, "internal error")
+        else:
+            if result is None:
+                reply = self._registry.encode_error(
+                    req.id, ErrorCode.INTERNAL, "handler gave no answer"
+                )
+            else:
+                reply = self._registry.encode_response(req.id, result)
+        with contextlib.suppress(trio.ClosedResourceError):
+            self._enqueue(reply)
+
     async def _handle_notify(self, msg: Notify) -> None:
         with trio.move_on_after(self._limits.request_timeout):
             try:
@@ -288,10 +352,8 @@ class PeerConnection:
                 log.exception("handler for notify %s failed", msg.name)
 
     def _reply_error(self, rid: int, code: ErrorCode, message: str) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(
-            self._send_quietly, self._registry.encode_error(rid, code, message)
-        )
+        with contextlib.suppress(trio.ClosedResourceError):
+            self._enqueue(self._registry.encode_error(rid, code, message))
 
     async def _send_quietly(self, body: bytes) -> None:
         if self.closed:
@@ -303,6 +365,7 @@ class PeerConnection:
         self.closed = True
         for slot in self._pending.values():
             slot.done.set()  # reply stays None: ConnectionLostError
+        self._drained.set()  # wake senders waiting on back-pressure
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
 

@@ -26,7 +26,7 @@ import trio
 
 from storenode.identity import Identity
 from storenode.net.errors import PeerBannedError, PeerUnreachableError, RequestRefusedError
-from storenode.net.peer import Limits, PeerConnection, handshake
+from storenode.net.peer import Limits, PeerConnection, SyncHandler, handshake
 from storenode.net.scores import PeerScores
 from storenode.wire.connection import Role, WireConnection
 from storenode.wire.errors import WireError
@@ -70,6 +70,7 @@ class RpcNode:
         self.max_connections = max_connections
         self._nursery = nursery
         self._routes: dict[str, Handler] = {}
+        self._sync_routes: dict[str, SyncHandler] = {}
         self._connections: dict[bytes, PeerConnection] = {}
         self._dialing: dict[bytes, trio.Event] = {}
         self._all: set[PeerConnection] = set()
@@ -83,9 +84,16 @@ class RpcNode:
 
     def route(self, name: str, handler: Handler) -> None:
         """Answer requests (or notifications) of type ``name`` with ``handler``."""
-        if name in self._routes:
+        if name in self._routes or name in self._sync_routes:
             raise ValueError(f"a handler for {name!r} is already routed")
         self._routes[name] = handler
+
+    def route_sync(self, name: str, handler: SyncHandler) -> None:
+        """Answer requests of type ``name`` with a handler that never blocks: it runs
+        inline in the connection's reader, with no task of its own."""
+        if name in self._routes or name in self._sync_routes:
+            raise ValueError(f"a handler for {name!r} is already routed")
+        self._sync_routes[name] = handler
 
     async def _on_request(
         self, conn: PeerConnection, name: str, body: msgspec.Struct
@@ -140,6 +148,7 @@ class RpcNode:
             on_request=self._on_request,
             on_violation=self._on_violation,
             outbound=outbound,
+            sync_handlers=self._sync_routes,
         )
 
     async def _run_connection(self, conn: PeerConnection) -> None:
