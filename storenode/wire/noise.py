@@ -23,6 +23,7 @@ turn raises :class:`ConnectionStateError`.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 import threading
@@ -31,6 +32,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 from Crypto.Cipher import AES
 from Crypto.Cipher import _mode_gcm as _gcm_internals
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
@@ -175,6 +177,8 @@ class _CounterBlocks(threading.local):
 
 
 _COUNTER_BLOCKS = _CounterBlocks()
+_SMALL = 4096
+"""Frames up to this size go through pycryptodome as ``bytes`` (see _encrypt_counters)."""
 
 
 class _CachedAesGcm:
@@ -183,14 +187,18 @@ class _CachedAesGcm:
     Decryption authenticates before it decrypts: no unauthenticated plaintext
     is ever produced."""
 
-    __slots__ = ("_ecb", "_h")
+    __slots__ = ("_ecb", "_ghash", "_h")
 
     def __init__(self, key: bytes) -> None:
         self._ecb = AES.new(key, AES.MODE_ECB)
         self._h = self._ecb.encrypt(_ZEROS16)
+        # One GHASH per key: building one expands the key and registers a
+        # finalizer, which cost more than hashing a small frame.
+        self._ghash = _GHASH(self._h, _GHASH_IMPL)
 
-    def _encrypt_counters(self, counter: int, length: int) -> _CounterBlocks:
-        """Encrypt J0 .. J0 + ceil(length / 16) for the nonce ``counter``."""
+    def _encrypt_counters(self, counter: int, length: int) -> npt.NDArray[np.uint8]:
+        """E(J0) .. E(J0 + ceil(length / 16)) for the nonce ``counter``: the tag mask
+        (first 16 bytes), then the keystream."""
         scratch = _COUNTER_BLOCKS
         high = counter >> 32
         if high != scratch.high:
@@ -198,48 +206,52 @@ class _CachedAesGcm:
             scratch.high = high
         size = 16 + ((length + 15) & ~15)
         scratch.words[: size // 16, 2] = counter & 0xFFFFFFFF
-        with memoryview(scratch.blocks) as blocks, memoryview(scratch.encrypted) as encrypted:
-            self._ecb.encrypt(blocks[:size], output=encrypted[:size])
-        return scratch
+        with memoryview(scratch.blocks) as blocks:
+            if size <= _SMALL:
+                # pycryptodome converts a bytes argument far faster than a view:
+                # for small frames the copy is cheaper than the conversion.
+                return np.frombuffer(self._ecb.encrypt(bytes(blocks[:size])), dtype=np.uint8)
+            with memoryview(scratch.encrypted) as encrypted:
+                self._ecb.encrypt(blocks[:size], output=encrypted[:size])
+        return scratch.encrypted_u8[:size]
 
-    def _tag(self, ad: Buffer, ciphertext: memoryview, mask: bytearray) -> bytes:
-        ghash = _GHASH(self._h, _GHASH_IMPL)
+    def _tag(self, ad: Buffer, ciphertext: memoryview, mask: npt.NDArray[np.uint8]) -> bytes:
+        ghash = self._ghash
+        ctypes.memset(ghash._last_y, 0, 16)  # a fresh accumulator
         if ad:
             ghash.update(bytes(ad) + _ZEROS16[: -len(ad) % 16])
         n = len(ciphertext)
         full = n & ~15
         if full:
-            ghash.update(ciphertext[:full])
+            ghash.update(bytes(ciphertext[:full]) if full <= _SMALL else ciphertext[:full])
         last = (8 * len(ad)).to_bytes(8, "big") + (8 * n).to_bytes(8, "big")
         if full != n:  # the partial last block, zero-padded, then the lengths block
             last = bytes(ciphertext[full:]) + _ZEROS16[: 16 - (n - full)] + last
         ghash.update(last)
-        tag = int.from_bytes(ghash.digest(), "big") ^ int.from_bytes(mask[:16], "big")
+        tag = int.from_bytes(ghash.digest(), "big") ^ int.from_bytes(mask[:16].tobytes(), "big")
         return tag.to_bytes(16, "big")
 
     def seal_into(self, counter: int, ad: Buffer, plaintext: Buffer, out: memoryview) -> None:
         n = len(plaintext)
-        scratch = self._encrypt_counters(counter, n)
+        stream = self._encrypt_counters(counter, n)
         ciphertext = out[:n]
         if n:
             np.bitwise_xor(
                 np.frombuffer(plaintext, dtype=np.uint8),
-                scratch.encrypted_u8[16 : 16 + n],
+                stream[16 : 16 + n],
                 out=np.frombuffer(ciphertext, dtype=np.uint8),
             )
-        out[n : n + TAGLEN] = self._tag(ad, ciphertext, scratch.encrypted)
+        out[n : n + TAGLEN] = self._tag(ad, ciphertext, stream)
 
     def open(self, counter: int, ad: Buffer, data: memoryview) -> bytes:
         n = len(data) - TAGLEN
-        scratch = self._encrypt_counters(counter, n)
+        stream = self._encrypt_counters(counter, n)
         ciphertext = data[:n]
-        if not hmac.compare_digest(self._tag(ad, ciphertext, scratch.encrypted), data[n:]):
+        if not hmac.compare_digest(self._tag(ad, ciphertext, stream), data[n:]):
             raise FrameDecryptError("a ciphertext failed AES-GCM authentication")
         if not n:
             return b""
-        plaintext = np.bitwise_xor(
-            np.frombuffer(ciphertext, dtype=np.uint8), scratch.encrypted_u8[16 : 16 + n]
-        )
+        plaintext = np.bitwise_xor(np.frombuffer(ciphertext, dtype=np.uint8), stream[16 : 16 + n])
         return plaintext.tobytes()
 
 
