@@ -332,16 +332,28 @@ class RoutingTable(_KademliaRoutingTable):  # type: ignore[misc]  # kademlia is 
     def _closest_entries(
         self, target: int, k: int, exclude: tuple[bytes, ...], skip_suspects: bool = False
     ) -> list[_Entry]:
-        # Answered for every FIND_NODE: a flat comprehension over the buckets is
-        # several times cheaper than chaining generators through them.
-        ranked = [
-            (e.long_id ^ target, e)
-            for b in self.buckets
-            for e in b.nodes.values()
-            if not (skip_suspects and e.failures) and e.id not in exclude
-        ]
-        ranked.sort(key=itemgetter(0))  # distances are unique: ids are
-        return [e for _, e in ranked[:k]]
+        # Answered for every FIND_NODE, so it visits only the buckets that can hold
+        # one of the k closest. Each bucket covers an aligned range of 2^b ids (a
+        # common prefix), so every id in it lies at an XOR distance from the target
+        # of at least floor = (lower ^ target) with the low b bits cleared. Buckets
+        # are taken by floor; once k entries are in hand and the next floor is past
+        # the k-th distance, no later bucket can do better: the result is exact.
+        buckets = sorted(
+            ((b.range[0] ^ target) & ~(b.range[1] - b.range[0]), i)
+            for i, b in enumerate(self.buckets)
+        )
+        best: list[tuple[int, _Entry]] = []
+        for floor, i in buckets:
+            if len(best) >= k and floor > best[k - 1][0]:
+                break
+            best.extend(
+                (e.long_id ^ target, e)
+                for e in self.buckets[i].nodes.values()
+                if not (skip_suspects and e.failures) and e.id not in exclude
+            )
+            best.sort(key=itemgetter(0))  # distances are unique: ids are
+            del best[k:]
+        return [e for _, e in best]
 
     def _may_split(self, bucket: Bucket, newcomer: _Entry) -> bool:
         lower, upper = bucket.range
