@@ -13,7 +13,8 @@ least-recently-seen order, the replacement cache), adapted:
   pings ``head`` and reports the outcome: :meth:`~RoutingTable.record_success`
   (the head moves to the tail, the newcomer stays in the replacement cache) or
   :meth:`~RoutingTable.record_failure`. Only one ping per head is asked for at a
-  time (again after ``ping_timeout`` if no outcome was reported).
+  time (again after ``ping_timeout`` if no outcome was reported), and none for a
+  head heard from within ``fresh_for`` seconds.
 * **Eviction after several failures.** The package drops a contact on its first
   failure. Here a contact is evicted only after ``max_failures`` (3)
   *consecutive* failed requests; any success resets its count. On eviction
@@ -74,6 +75,11 @@ REFRESH_INTERVAL = 3600.0
 
 PING_TIMEOUT = 60.0
 """After this long without a reported outcome, a head may be pinged again."""
+
+FRESH_FOR = 60.0
+"""A full bucket's head heard from within this long is not pinged for a newcomer:
+it is known to be alive (Kademlia paper §4.1), and a steady stream of newcomers
+would otherwise ping every head in turn."""
 
 REPLACEMENT_FACTOR = 5
 """The replacement cache holds up to ``k * REPLACEMENT_FACTOR`` contacts."""
@@ -185,6 +191,7 @@ class RoutingTable(_KademliaRoutingTable):  # type: ignore[misc]  # kademlia is 
         k: int = K,
         max_failures: int = MAX_FAILURES,
         ping_timeout: float = PING_TIMEOUT,
+        fresh_for: float = FRESH_FOR,
     ) -> None:
         # The package's __init__ takes the asyncio protocol (to ping through) and
         # builds a bucket that reads the clock: set up its attributes here instead.
@@ -196,6 +203,7 @@ class RoutingTable(_KademliaRoutingTable):  # type: ignore[misc]  # kademlia is 
         self.ksize = k
         self.max_failures = max_failures
         self.ping_timeout = ping_timeout
+        self.fresh_for = fresh_for
         self.flush(now)
 
     # -- the package's methods, without clock or asyncio -------------------------
@@ -241,6 +249,8 @@ class RoutingTable(_KademliaRoutingTable):  # type: ignore[misc]  # kademlia is 
                 self.split_bucket(index)
                 continue
             head: _Entry = bucket.head()
+            if now - head.last_seen < self.fresh_for:
+                return None  # heard from lately: alive, no need to ask (paper §4.1)
             if head.ping_sent is not None and now - head.ping_sent < self.ping_timeout:
                 return None
             head.ping_sent = now

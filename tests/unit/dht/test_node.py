@@ -106,9 +106,10 @@ def test_the_contact_must_carry_the_identitys_key() -> None:
 def test_full_buckets_ask_the_service_for_pings_once() -> None:
     node = make_node()
     # Many contacts on the far side of the keyspace from us fill a bucket that may
-    # not split; each later one asks for a ping of the bucket's head.
+    # not split; a later one (once the head is no longer fresh) asks for a ping of
+    # the bucket's head.
     for i in range(300):
-        node.observe(contact_of(identity(100 + i)), NOW)
+        node.observe(contact_of(identity(100 + i)), NOW if i < 150 else NOW + 120)
     due = node.pings_due()
     assert due
     assert node.pings_due() == []  # drained

@@ -174,6 +174,18 @@ def test_full_bucket_that_may_not_split_asks_to_ping_its_head() -> None:
     assert bucket.replacements() == [newcomer]
 
 
+def test_a_head_heard_from_lately_is_not_pinged_for_a_newcomer() -> None:
+    rng = random.Random(6)
+    table, bucket, far = table_with_full_far_bucket(rng)
+    newcomer = far_contacts(rng, 1)[0]
+    # The head (far[0]) was seen at NOW: within FRESH_FOR it is known to be alive.
+    assert table.add_contact(newcomer, NOW + table.fresh_for - 1) is None
+    assert newcomer.node_id not in table
+    assert bucket.replacements() == [newcomer]
+    later = far_contacts(rng, 1)[0]
+    assert table.add_contact(later, NOW + table.fresh_for + 1) == PingRequired(far[0], later)
+
+
 def test_one_ping_per_head_until_the_ping_timeout() -> None:
     rng = random.Random(6)
     table, _, far = table_with_full_far_bucket(rng)
