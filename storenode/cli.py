@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="measure speed, side by side with a peer")
-    bench.add_argument("what", choices=["coding", "wire", "dht"], help="which part to measure")
+    bench.add_argument(
+        "what", choices=["coding", "wire", "dht", "ledger"], help="which part to measure"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     bench.add_argument("--quick", action="store_true", help="shorter runs (for smoke tests)")
     bench.set_defaults(func=_cmd_bench)
