@@ -29,11 +29,8 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
-
-import plyvel
 
 from contracts import State
 from contracts.encoding import encode
@@ -51,6 +48,7 @@ from storenode.ledger.errors import (
     ChainStoreVersionError,
 )
 from storenode.ledger.genesis import Genesis, genesis_hash
+from storenode.leveldb import OpenErrors, open_leveldb, translated
 
 FORMAT_VERSION: Final = 1
 PREFIX: Final = b"lg/"
@@ -289,24 +287,7 @@ class ChainStore:
     # -- opening ------------------------------------------------------------------------
 
     def _open(self, create: bool) -> Any:
-        p = Path(self._path)
-        is_leveldb = (p / "CURRENT").is_file()
-        if p.exists() and not p.is_dir():
-            raise ChainStoreUnrecognizedError(self._path, "it is a file")
-        if p.is_dir() and not is_leveldb and any(p.iterdir()):
-            raise ChainStoreUnrecognizedError(self._path, "a non-empty directory, not LevelDB")
-        if not is_leveldb:
-            if not create:
-                raise ChainStoreNotFoundError(self._path)
-            p.mkdir(parents=True, exist_ok=True)
-        try:
-            return plyvel.DB(self._path, create_if_missing=create)
-        except plyvel.CorruptionError as e:
-            raise ChainStoreCorruptError(self._path, _message(e)) from e
-        except plyvel.IOError as e:
-            if "lock" in _message(e).lower():
-                raise ChainStoreLockedError(self._path) from e
-            raise ChainStoreIOError(self._path, _message(e)) from e
+        return open_leveldb(self._path, create=create, errors=_OPEN_ERRORS)
 
     def _load_or_init(self) -> tuple[Tip, State]:
         genesis = self._genesis
@@ -385,11 +366,8 @@ class ChainStore:
     def _guard(self) -> Iterator[None]:
         """Translate plyvel's errors into chain-store errors."""
         try:
-            yield
-        except plyvel.CorruptionError as e:
-            raise ChainStoreCorruptError(self._path, _message(e)) from e
-        except plyvel.IOError as e:
-            raise ChainStoreIOError(self._path, _message(e)) from e
+            with translated(self._path, _OPEN_ERRORS):
+                yield
         except RuntimeError as e:
             if self._closed:  # plyvel: the database was closed under us
                 raise ChainStoreClosedError(self._path) from e
@@ -402,6 +380,10 @@ class ChainStore:
         return value
 
 
-def _message(e: BaseException) -> str:
-    arg = e.args[0] if e.args else e
-    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+_OPEN_ERRORS = OpenErrors(
+    not_found=ChainStoreNotFoundError,
+    unrecognized=ChainStoreUnrecognizedError,
+    corrupt=ChainStoreCorruptError,
+    locked=ChainStoreLockedError,
+    io=ChainStoreIOError,
+)

@@ -20,13 +20,13 @@ import struct
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import plyvel
 
 from storenode.coding.merkle import merkle_root
+from storenode.leveldb import OpenErrors, open_leveldb, translated
 from storenode.store.errors import (
     ChunkCorruptError,
     ChunkNotFoundError,
@@ -239,24 +239,7 @@ class LevelDBChunkStore:
     # -- opening ---------------------------------------------------------------
 
     def _open(self, create: bool) -> Any:
-        p = Path(self._path)
-        is_leveldb = (p / "CURRENT").is_file()
-        if p.exists() and not p.is_dir():
-            raise StoreUnrecognizedError(self._path, "it is a file")
-        if p.is_dir() and not is_leveldb and any(p.iterdir()):
-            raise StoreUnrecognizedError(self._path, "a non-empty directory with no LevelDB files")
-        if not is_leveldb:
-            if not create:
-                raise StoreNotFoundError(self._path)
-            p.mkdir(parents=True, exist_ok=True)
-        try:
-            return plyvel.DB(self._path, create_if_missing=create)
-        except plyvel.CorruptionError as e:
-            raise StoreCorruptError(self._path, _message(e)) from e
-        except plyvel.IOError as e:
-            if "lock" in _message(e).lower():
-                raise StoreLockedError(self._path) from e
-            raise StoreIOError(self._path, _message(e)) from e
+        return open_leveldb(self._path, create=create, errors=_OPEN_ERRORS)
 
     def _load_or_init(self) -> tuple[int, int]:
         with self._guard():
@@ -292,11 +275,8 @@ class LevelDBChunkStore:
     def _guard(self) -> Iterator[None]:
         """Translate plyvel's errors into store errors."""
         try:
-            yield
-        except plyvel.CorruptionError as e:
-            raise StoreCorruptError(self._path, _message(e)) from e
-        except plyvel.IOError as e:
-            raise StoreIOError(self._path, _message(e)) from e
+            with translated(self._path, _OPEN_ERRORS):
+                yield
         except RuntimeError as e:
             # plyvel raises RuntimeError when the database was closed under us.
             if self._closed:
@@ -316,6 +296,10 @@ class LevelDBChunkStore:
         return chunk_id
 
 
-def _message(e: BaseException) -> str:
-    arg = e.args[0] if e.args else e
-    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+_OPEN_ERRORS = OpenErrors(
+    not_found=StoreNotFoundError,
+    unrecognized=StoreUnrecognizedError,
+    corrupt=StoreCorruptError,
+    locked=StoreLockedError,
+    io=StoreIOError,
+)
