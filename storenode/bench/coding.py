@@ -29,7 +29,6 @@ store_get_MBps      the same chunks read back, each re-verified
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import random
 import shutil
@@ -42,27 +41,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from storenode.bench.report import Targets, emit, pin_one_core, print_table, targets_met
+
 T = TypeVar("T")
 
 MB = 1_000_000
 MiB = 1 << 20
 
-Check = Callable[[dict[str, Any]], bool]
-TARGETS: dict[str, tuple[str, Check]] = {
+TARGETS: Targets = {
     "rs_encode_MBps": ("≥ 5000", lambda r: r["rs_encode_MBps"] >= 5000),
     "rs_vs_zfec": ("≥ 10×", lambda r: r["rs_encode_MBps"] >= 10 * r["zfec_encode_MBps"]),
     "rlnc_decode_MBps": ("≥ 500", lambda r: r["rlnc_decode_MBps"] >= 500),
     "merkle_verify_us": ("≤ 1000", lambda r: r["merkle_verify_us"] <= 1000),
 }
-
-
-def _pin_one_core() -> str:
-    try:
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"cpu {cpu}"
-    except (AttributeError, OSError):
-        return "not pinned"
 
 
 def _rate(fn: Callable[[], object], nbytes: int, min_time: float, rounds: int = 3) -> float:
@@ -245,26 +236,18 @@ def run(quick: bool = False) -> dict[str, Any]:
     from storenode.coding.kernel import backend_name
 
     min_time = 0.05 if quick else 0.5
-    pinned = _pin_one_core()
+    pinned = pin_one_core()
     result: dict[str, Any] = {"backend": backend_name(), "pinned": pinned}
     result |= bench_rs(min_time)
     result |= bench_rlnc(min_time)
     result |= bench_merkle(min_time)
     result |= bench_store(min_time)
     result["rs_vs_zfec"] = result["rs_encode_MBps"] / result["zfec_encode_MBps"]
-    result["targets_met"] = {name: bool(check(result)) for name, (_, check) in TARGETS.items()}
+    result["targets_met"] = targets_met(result, TARGETS)
     return result
 
 
 def _print_table(r: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"storenode bench coding — {r['backend']}, one core ({r['pinned']})")
-    t.add_column("what")
-    t.add_column("figure", justify="right")
-    t.add_column("target", justify="right")
-    t.add_column("")
     rows = [
         ("RS encode k=10 n=14, 1 MiB shards", "rs_encode_MBps", "MB/s"),
         ("RS decode, 4 data shards lost", "rs_decode_MBps", "MB/s"),
@@ -277,19 +260,10 @@ def _print_table(r: dict[str, Any]) -> None:
         ("store put 256 KiB, durable", "store_put_MBps", "MB/s"),
         ("store get 256 KiB, verified", "store_get_MBps", "MB/s"),
     ]
-    for label, key, unit in rows:
-        target, ok = "", ""
-        if key in TARGETS:
-            target = f"{TARGETS[key][0]} {unit}" if unit != "×" else TARGETS[key][0]
-            ok = "[green]met[/]" if r["targets_met"][key] else "[red]MISSED[/]"
-        t.add_row(label, f"{r[key]:,.1f} {unit}", target, ok)
-    Console().print(t)
+    print_table(
+        f"storenode bench coding — {r['backend']}, one core ({r['pinned']})", rows, r, TARGETS
+    )
 
 
 def main(json_out: bool = False, quick: bool = False) -> int:
-    result = run(quick=quick)
-    if json_out:
-        print(json.dumps(result, sort_keys=True))
-    else:
-        _print_table(result)
-    return 0
+    return emit(run(quick=quick), json_out, _print_table)

@@ -39,11 +39,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from contracts import tokens
+from storenode.bench.report import Targets, emit, pin_one_core, print_table, targets_met
 from storenode.identity import Identity
 from storenode.ledger import Chain, Genesis, load_genesis, make_genesis, save_genesis
 from storenode.testing.ledger import (
@@ -58,8 +58,7 @@ from storenode.testing.ledger import (
     validator,
 )
 
-Check = Callable[[dict[str, Any]], bool]
-TARGETS: dict[str, tuple[str, Check]] = {
+TARGETS: Targets = {
     "transfers_per_s": ("≥ 2000", lambda r: r["transfers_per_s"] >= 2000),
     "proofs_verified_per_s": ("≥ 1000", lambda r: r["proofs_verified_per_s"] >= 1000),
 }
@@ -70,15 +69,6 @@ HOSTS = 100
 PUBLISHERS = 100
 CHUNKS, CHUNK_SIZE = 64, 256 * 1024
 WINDOW_BLOCKS = 20
-
-
-def _pin_one_core() -> str:
-    try:
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"cpu {cpu}"
-    except (AttributeError, OSError):
-        return "not pinned"
 
 
 class _Producer:
@@ -214,7 +204,7 @@ def _figures(timing: dict[str, Any]) -> tuple[float, float]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    pinned = _pin_one_core()
+    pinned = pin_one_core()
     blocks = 1 if quick else 5
     proof_blocks = 1 if quick else 3
     per_block = 200 if quick else PER_BLOCK
@@ -238,38 +228,21 @@ def run(quick: bool = False) -> dict[str, Any]:
         "proofs_verified_per_s": proofs_per_s,
         "block_apply_ms_1000_proofs": proof_ms * PER_BLOCK / per_block,
     }
-    result["targets_met"] = {name: bool(check(result)) for name, (_, check) in TARGETS.items()}
+    result["targets_met"] = targets_met(result, TARGETS)
     return result
 
 
 def _print_table(r: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"storenode bench ledger — a fresh follower, one core ({r['pinned']})")
-    t.add_column("what")
-    t.add_column("figure", justify="right")
-    t.add_column("target", justify="right")
-    t.add_column("")
     rows = [
         ("signed transfers verified and applied", "transfers_per_s", "/s"),
         ("one block of 1,000 transfers", "block_apply_ms_1000_transfers", "ms"),
         ("storage proofs verified and applied", "proofs_verified_per_s", "/s"),
         ("one block of 1,000 proofs", "block_apply_ms_1000_proofs", "ms"),
     ]
-    for label, key, unit in rows:
-        target, ok = "", ""
-        if key in TARGETS:
-            target = f"{TARGETS[key][0]} {unit}"
-            ok = "[green]met[/]" if r["targets_met"][key] else "[red]MISSED[/]"
-        t.add_row(label, f"{r[key]:,.1f} {unit}", target, ok)
-    Console().print(t)
+    print_table(
+        f"storenode bench ledger — a fresh follower, one core ({r['pinned']})", rows, r, TARGETS
+    )
 
 
 def main(json_out: bool = False, quick: bool = False) -> int:
-    result = run(quick=quick)
-    if json_out:
-        print(json.dumps(result, sort_keys=True))
-    else:
-        _print_table(result)
-    return 0
+    return emit(run(quick=quick), json_out, _print_table)
