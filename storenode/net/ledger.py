@@ -230,9 +230,20 @@ class LedgerService:
             conn = await self._connection(key)
             await conn.notify(body)
         except NetError as e:
-            log.debug("gossip to %s failed: %s", key.hex()[:16], e)
             if key in self._peers:
+                if key not in self._down_until:
+                    peer = self._peers[key]
+                    log.warning(
+                        "peer %s at %s:%d is unreachable (%s); retrying every %.0f s",
+                        key.hex()[:16],
+                        peer.host,
+                        peer.port,
+                        e,
+                        RETRY_AFTER,
+                    )
                 self._down_until[key] = trio.current_time() + RETRY_AFTER
+            else:
+                log.debug("gossip to %s failed: %s", key.hex()[:16], e)
 
     def _gossip(self, body: msgspec.Struct, exclude: bytes | None) -> None:
         for key in self.gossip_peers(exclude):
@@ -415,7 +426,13 @@ class LedgerService:
                 applied += got
         if applied:
             self.stats.syncs += 1
-            log.info("synced %d blocks from %s to %d", applied, key.hex()[:16], self.chain.height)
+            log.info(
+                "synced %d block%s from %s, now at %d",
+                applied,
+                "" if applied == 1 else "s",
+                key.hex()[:16],
+                self.chain.height,
+            )
             raw = self.chain.store.block_bytes(self.chain.height)
             if raw is not None:  # announce the new tip: peers behind sync from us
                 self._gossip(NewBlock(raw), key)
