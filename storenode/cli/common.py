@@ -1,0 +1,179 @@
+"""What the sub-commands share: printing (``--json`` or rich), the home and its
+node, registering a command, and errors as exit codes (0 done, 1 failed, 2 bad
+input)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from storenode.cli.amounts import format_amount
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from storenode.client.ledger import LedgerClient
+    from storenode.home import Home
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 160  # piped: leave addresses and hashes whole
+    return console
+
+
+def emit(args: argparse.Namespace, doc: dict[str, Any], render: Callable[[Console], None]) -> None:
+    """Print ``doc`` as one JSON object if ``--json``, else ``render`` it for a person."""
+    if args.json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        render(_console())
+
+
+def fields(console: Console, rows: Sequence[tuple[str, object]]) -> None:
+    from rich.text import Text
+
+    width = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        console.print(Text.assemble((label.ljust(width), "bold"), str(value)))
+
+
+def to_hex(raw: bytes) -> str:
+    return "0x" + raw.hex()
+
+
+def plain(value: Any) -> Any:
+    """A transaction body's value as JSON: addresses and hashes as 0x hex,
+    amounts as decimals of tokens, records as objects."""
+    import msgspec
+
+    from contracts import Amount
+
+    if isinstance(value, Amount):
+        return format_amount(value)
+    if isinstance(value, bytes):
+        return to_hex(value)
+    if isinstance(value, msgspec.Struct):
+        return {f: plain(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    return value
+
+
+def tx_doc(raw: bytes) -> dict[str, Any]:
+    from contracts import decode_tx, tx_id
+    from storenode.identity import address_hex, address_of
+
+    signed = decode_tx(raw)
+    tx = signed.tx
+    kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(tx.body).__name__).lower()
+    return {
+        "tx": to_hex(tx_id(tx)),
+        "type": kind,
+        "sender": address_hex(address_of(tx.sender)),
+        "nonce": tx.nonce,
+        "fee": format_amount(tx.fee),
+        "body": plain(tx.body),
+    }
+
+
+# -- homes and nodes -----------------------------------------------------------------------
+
+
+def home_dir(args: argparse.Namespace) -> Path:
+    from storenode.home import default_home
+
+    return Path(args.home).expanduser() if args.home else default_home()
+
+
+def home_of(args: argparse.Namespace) -> Home:
+    """The home of ``--home`` (else $STORENODE_HOME, else ~/.storenode), opened."""
+    from storenode.home import open_home
+
+    return open_home(home_dir(args))
+
+
+def with_client(args: argparse.Namespace, work: Callable[[LedgerClient, Home], Any]) -> Any:
+    """Run ``await work(client, home)`` with a client of the node the home talks to."""
+    import trio
+
+    from storenode.client.ledger import open_home_client
+
+    home = home_of(args)
+
+    async def main() -> Any:
+        async with open_home_client(home) as client:
+            return await work(client, home)
+
+    return trio.run(main)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+class Parents(NamedTuple):
+    """Parent parsers that give a command its common options."""
+
+    common: argparse.ArgumentParser
+    """``--home``"""
+    printing: argparse.ArgumentParser
+    """``--home``, ``--json``"""
+    sending: argparse.ArgumentParser
+    """``--home``, ``--json``, ``--fee``, ``--wait``, ``--timeout``"""
+
+
+def command(
+    parent: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help: str,
+    base: argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` that runs ``func(args)``, with ``base``'s options."""
+    cmd = parent.add_parser(name, help=help, description=help, parents=[base])
+    cmd.set_defaults(func=func, parser=cmd)
+    return cmd
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class UsageError(Exception):
+    """Bad arguments found by a command: reported by its parser (exit 2)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+def usage_error(args: argparse.Namespace, message: str) -> UsageError:
+    return UsageError(args.parser, message)
+
+
+def exit_code(exc: Exception) -> int | None:
+    """2 for bad input, 1 for a failure, None for a bug (re-raised)."""
+    from storenode.client.ledger import ClientError
+    from storenode.config import ConfigError
+    from storenode.home import HomeError, KeyFileError, KeyFileExistsError
+    from storenode.ledger import ChainStoreError, GenesisInvalidError
+    from storenode.localnet import LocalnetError, LocalnetParamsError
+    from storenode.node import NodeError
+
+    if isinstance(exc, KeyFileExistsError):
+        return 1
+    if isinstance(exc, ConfigError | KeyFileError | GenesisInvalidError | LocalnetParamsError):
+        return 2
+    if isinstance(exc, ClientError | HomeError | ChainStoreError | LocalnetError | NodeError):
+        return 1
+    return None
