@@ -13,7 +13,6 @@ unix time (``clock``, default :func:`time.time`). Deadlines use trio's clock.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -126,18 +125,19 @@ class DhtService:
     # -- lookups ---------------------------------------------------------------
 
     async def run_lookup(self, lookup: Lookup) -> LookupResult:
-        """Drive ``lookup`` to its end, α requests in flight."""
+        """Drive ``lookup`` to its end, α requests in flight.
+
+        Each query's task applies its own outcome and starts whatever requests
+        the lookup wants next, so no coordinating task is woken per reply."""
         self.stats.lookups += 1
-        send, receive = trio.open_memory_channel[tuple[Contact, msgspec.Struct | None]](math.inf)
-
-        async def query(contact: Contact, body: msgspec.Struct) -> None:
-            await send.send((contact, await self._call(contact, body)))
-
         async with trio.open_nursery() as nursery:
-            while not lookup.done:
+
+            def start_next() -> None:
                 for contact in lookup.next_requests():
                     nursery.start_soon(query, contact, lookup.request(self.contact))
-                contact, reply = await receive.receive()
+
+            async def query(contact: Contact, body: msgspec.Struct) -> None:
+                reply = await self._call(contact, body)
                 now = self.clock()
                 if isinstance(reply, Nodes | Values):
                     try:
@@ -146,6 +146,10 @@ class DhtService:
                         log.info("dropping a bad lookup reply: %s", e)
                 else:
                     self.core.on_lookup_failure(lookup, contact, now)
+                start_next()
+
+            start_next()
+        assert lookup.done
         self._ping_due()
         return lookup.result()
 
