@@ -6,7 +6,7 @@ The steps, each a function a test can drive on its own:
    a few synthesized WAV tracks and a larger random file;
 2. :func:`store_work`: cut each work into stripes, encode each stripe with
    Reed–Solomon into n shards and store every shard as a chunk keyed by its
-   Merkle root, keeping a :class:`Manifest`;
+   Merkle root, keeping its signed :class:`~storenode.publish.Manifest`;
 3. :func:`destroy_chunks`: delete n−k randomly chosen chunks of every stripe;
 4. :func:`verify_work`: read the surviving chunks back (the store verifies each
    against its id), decode, check every stripe hash, the work's keccak256 (its
@@ -21,6 +21,7 @@ import hashlib
 import random
 import shutil
 import tempfile
+import time
 import wave
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,15 +31,23 @@ from time import perf_counter
 from typing import Protocol
 
 import numpy as np
-from Crypto.Hash import keccak
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from storenode.coding.errors import CodingError
 from storenode.coding.kernel import backend_name
-from storenode.coding.merkle import merkle_root
 from storenode.coding.rs import ReedSolomon
+from storenode.identity import Identity, keccak256
+from storenode.publish import (
+    Manifest,
+    ManifestError,
+    StripeEntry,
+    StripeLengthError,
+    encode_stripes,
+    join_stripes,
+    sign_manifest,
+)
 from storenode.store import (
     ChunkCorruptError,
     ChunkNotFoundError,
@@ -90,50 +99,12 @@ class ChunkReader(Protocol):
 
 # -- the manifest ---------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class StripeEntry:
-    """One stripe: its n chunk ids in shard order, and the SHA-256 of the (padded) stripe."""
-
-    chunk_ids: tuple[bytes, ...]
-    sha256: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """What a reader needs to get a work back. In memory only, for now (unsigned)."""
-
-    name: str
-    cid: str
-    """keccak256 of the work's bytes, hex."""
-    length: int
-    media_type: str
-    k: int
-    n: int
-    stripe_size: int
-    stripes: tuple[StripeEntry, ...]
-
-    @property
-    def chunk_count(self) -> int:
-        return self.n * len(self.stripes)
-
-
-def fingerprint(data: bytes | memoryview) -> str:
-    """A work's content id: keccak256 of its bytes, hex."""
-    return keccak.new(digest_bits=256, data=data).hexdigest()
+PUBLISHER = Identity.from_seed(keccak256(b"storenode demo publisher"))
+"""The demo's publisher: a fixed key, so a run signs the same manifests every time."""
 
 
 def media_type(path: Path) -> str:
     return MEDIA_TYPES.get(path.suffix.lower(), DEFAULT_MEDIA_TYPE)
-
-
-def cut_stripes(data: bytes, stripe_size: int, k: int) -> Iterator[bytes | memoryview]:
-    """The stripes of ``data``; the last one padded with zeros to a multiple of k."""
-    mv = memoryview(data)
-    for offset in range(0, len(data), stripe_size):
-        piece = mv[offset : offset + stripe_size]
-        pad = -len(piece) % k
-        yield bytes(piece) + bytes(pad) if pad else piece
 
 
 # -- the steps -------------------------------------------------------------------
@@ -155,20 +126,20 @@ def store_work(
     data = path.read_bytes()
     start = perf_counter()
     stripes = []
-    for stripe in cut_stripes(data, stripe_size, rs.k):
-        shards = rs.encode_stripe(stripe)
-        ids = tuple(merkle_root(shard) for shard in shards)
-        store.put_many(zip(ids, shards, strict=True))
-        stripes.append(StripeEntry(ids, hashlib.sha256(stripe).digest()))
-    manifest = Manifest(
+    for entry, shards in encode_stripes(data, k=rs.k, n=rs.n, stripe_size=stripe_size):
+        store.put_many(zip(entry.chunk_ids, shards, strict=True))
+        stripes.append(entry)
+    manifest = sign_manifest(
+        PUBLISHER,
+        cid=keccak256(data),
         name=path.name,
-        cid=fingerprint(data),
-        length=len(data),
         media_type=media_type(path),
+        length=len(data),
         k=rs.k,
         n=rs.n,
         stripe_size=stripe_size,
-        stripes=tuple(stripes),
+        stripes=stripes,
+        created=int(time.time()),
     )
     return Stored(manifest, perf_counter() - start)
 
@@ -226,10 +197,11 @@ def read_work(store: ChunkReader, manifest: Manifest) -> bytes:
     """The work's bytes, decoded from the store and checked against its CID."""
     rs = ReedSolomon(manifest.k, manifest.n)
     stripes = [read_stripe(store, rs, entry, i) for i, entry in enumerate(manifest.stripes)]
-    data = b"".join(stripes)[: manifest.length]
-    if len(data) != manifest.length:
-        raise WorkMismatchError(f"decoded {len(data)} bytes, the manifest says {manifest.length}")
-    if fingerprint(data) != manifest.cid:
+    try:
+        data = join_stripes(stripes, manifest.length)
+    except StripeLengthError as e:
+        raise WorkMismatchError(str(e)) from None
+    if keccak256(data) != manifest.cid:
         raise WorkMismatchError("the decoded bytes do not hash to the work's CID")
     return data
 
@@ -343,7 +315,7 @@ def run_demo(
         params = DemoParams(seconds, tracks, random_mib, k, n, stripe_size, seed)
         with _work_folder(workdir, keep) as folder:
             reports = _run(folder, rs, params, out)
-    except (DemoError, StoreError, CodingError, OSError) as e:
+    except (DemoError, ManifestError, StoreError, CodingError, OSError) as e:
         _say(err, f"storenode demo: {e}")
         return 1
     rc = _verdict(reports, params, out, err)
@@ -422,7 +394,7 @@ def _step_store(
     )
     grid = Table.grid(padding=(0, 2))
     for s in stored:
-        grid.add_row("", Text(s.manifest.name), f"CID (keccak256) {s.manifest.cid}")
+        grid.add_row("", Text(s.manifest.name), f"CID (keccak256) {s.manifest.cid.hex()}")
     out.print(grid)
     return stored
 

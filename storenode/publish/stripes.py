@@ -1,0 +1,96 @@
+"""Cutting a work into stripes and joining them back.
+
+A work of ``length`` bytes is cut into ``stripe_count(length, stripe_size)``
+stripes of ``stripe_size`` bytes; the last one holds what is left, padded with
+zeros to a multiple of k so that it splits into k equal source blocks. The
+padding is not part of the work: the manifest keeps the true length, and
+:func:`join_stripes` cuts the joined stripes back to it. Spec:
+docs/specs/manifest.md §2.
+
+Pure and synchronous; full stripes are views of the input, never copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+from storenode.coding.merkle import SEGMENT_SIZE
+
+Buffer = bytes | bytearray | memoryview
+
+DEFAULT_STRIPE_SIZE: Final = 1 << 20
+
+
+class StripeError(Exception):
+    """Base of the errors of cutting and joining stripes."""
+
+
+class StripeSizeError(StripeError, ValueError):
+    """A stripe size, k or length that makes no stripes (not positive, or not a multiple of k)."""
+
+
+class StripeLengthError(StripeError, ValueError):
+    """Stripes that hold fewer bytes than the length asked for."""
+
+
+def check_stripe_size(stripe_size: int, k: int) -> None:
+    """Raise :class:`StripeSizeError` unless ``stripe_size`` splits into k > 0 equal blocks."""
+    if k <= 0:
+        raise StripeSizeError(f"k={k}: a stripe needs at least one source block")
+    if stripe_size <= 0 or stripe_size % k:
+        raise StripeSizeError(
+            f"a stripe of {stripe_size} bytes does not split into k={k} equal blocks: "
+            f"give a positive multiple of {k}"
+        )
+
+
+def stripe_size_for(k: int, target: int = DEFAULT_STRIPE_SIZE) -> int:
+    """The stripe size to use for k near ``target``: the largest multiple of
+    ``k × SEGMENT_SIZE`` not above it (at least one), so every shard is whole 1 KiB
+    segments. 1 MiB for k = 1, 2, 4, 8, ...; 1,047,552 bytes for k = 3."""
+    if k <= 0:
+        raise StripeSizeError(f"k={k}: a stripe needs at least one source block")
+    unit = k * SEGMENT_SIZE
+    return max(1, target // unit) * unit
+
+
+def stripe_count(length: int, stripe_size: int) -> int:
+    """How many stripes a work of ``length`` bytes is cut into (0 for an empty work)."""
+    if length < 0:
+        raise StripeSizeError(f"a work of {length} bytes: lengths are not negative")
+    if stripe_size <= 0:
+        raise StripeSizeError(f"a stripe of {stripe_size} bytes: give a positive size")
+    return -(-length // stripe_size)
+
+
+def padded_size(length: int, stripe_size: int, k: int, index: int) -> int:
+    """The size of stripe ``index`` as coded: ``stripe_size``, or for the last stripe
+    what is left of the work rounded up to a multiple of k."""
+    check_stripe_size(stripe_size, k)
+    count = stripe_count(length, stripe_size)
+    if not 0 <= index < count:
+        raise StripeSizeError(f"stripe {index} is outside 0..{count - 1}")
+    left = min(stripe_size, length - index * stripe_size)
+    return left + (-left % k)
+
+
+def cut_stripes(data: Buffer, stripe_size: int, k: int) -> Iterator[memoryview | bytes]:
+    """The stripes of ``data``: views for the full ones, the last one padded with zeros
+    to a multiple of k (a copy only when it needs padding)."""
+    check_stripe_size(stripe_size, k)
+    mv = memoryview(data).cast("B")
+    for offset in range(0, mv.nbytes, stripe_size):
+        piece = mv[offset : offset + stripe_size]
+        pad = -piece.nbytes % k
+        yield bytes(piece) + bytes(pad) if pad else piece
+
+
+def join_stripes(stripes: Iterable[Buffer], length: int) -> bytes:
+    """The work's ``length`` bytes from its stripes in order (the padding dropped)."""
+    if length < 0:
+        raise StripeSizeError(f"a work of {length} bytes: lengths are not negative")
+    data = b"".join(stripes)
+    if len(data) < length:
+        raise StripeLengthError(f"the stripes hold {len(data)} bytes, the work has {length}")
+    return data[:length]
