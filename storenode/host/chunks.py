@@ -1,0 +1,280 @@
+"""The host's chunk service: accept shards under a contract, serve them and recodings.
+
+:class:`ChunkService` is the core: synchronous methods that take the
+authenticated peer's key and a request body and return a response body, or
+raise :class:`~storenode.net.errors.RequestRefusedError` with the wire code
+to answer. :meth:`ChunkService.route` binds them to an RPC node; the store
+work (a LevelDB write with fsync, Merkle hashing, recoding) runs in a worker
+thread so the connection's reader never blocks.
+
+What it decides:
+
+* ``chunk.put`` — the placement must be possible (``shard < n``, ``k <= n``)
+  and agree with what the host already holds of the stripe (same k and n,
+  same shard size, the shard slot empty or holding the same chunk); the
+  :class:`UploadPolicy` must allow it (the daemon answers from its open or
+  signed-pending contracts); the store then checks the bytes against the id
+  and the capacity. Any refusal stores nothing.
+* ``chunk.get`` / ``chunk.packet`` — the :class:`ReadPolicy` must allow the
+  client to read the work (a priced work needs a receipt).
+
+The shard index (which chunk is which shard of which stripe) lives in
+memory: a chunk held by the store but not indexed (e.g. after a restart,
+before the daemon has called :meth:`ShardIndex.add` from its contracts) is
+answered ``NOT_FOUND``, since the work it belongs to, and so the read policy,
+is unknown.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol, TypeVar
+
+import msgspec
+import trio
+
+from storenode.coding.rlnc import Packet, recode, shard_packet
+from storenode.coding.rs import ReedSolomon
+from storenode.host.messages import (
+    ChunkData,
+    ChunkGet,
+    ChunkPut,
+    PacketReply,
+    PacketRequest,
+    Placement,
+    Stored,
+)
+from storenode.net.errors import RequestRefusedError
+from storenode.net.peer import PeerConnection
+from storenode.net.rpc import RpcNode
+from storenode.store.errors import (
+    CapacityExceededError,
+    ChunkCorruptError,
+    ChunkMismatchError,
+    ChunkNotFoundError,
+)
+from storenode.store.protocol import ChunkStore
+from storenode.wire.messages import ErrorCode
+
+
+class UploadPolicy(Protocol):
+    """Whether the host takes a chunk from an uploader (the daemon answers from the ledger)."""
+
+    def may_store(self, uploader_key: bytes, chunk_id: bytes, size: int, cid: bytes) -> bool | str:
+        """True to accept; False, or a reason (shown to the uploader), to refuse."""
+        ...
+
+
+class ReadPolicy(Protocol):
+    """Whether a client may read a work (a priced work: only with a receipt)."""
+
+    def may_read(self, client_key: bytes, cid: bytes) -> bool: ...
+
+
+class AllowAll:
+    """Both policies, allowing everything (a free host, tests)."""
+
+    def may_store(self, uploader_key: bytes, chunk_id: bytes, size: int, cid: bytes) -> bool | str:
+        return True
+
+    def may_read(self, client_key: bytes, cid: bytes) -> bool:
+        return True
+
+
+def impossible(p: Placement) -> str | None:
+    """Why no code can have ``p`` (``k > n`` or ``shard >= n``), or None."""
+    if p.k > p.n:
+        return f"k={p.k} exceeds n={p.n}"
+    if p.shard >= p.n:
+        return f"shard index {p.shard} is outside 0..{p.n - 1}"
+    return None
+
+
+StripeKey = tuple[bytes, int]
+"""``(cid, stripe index)``."""
+
+
+@dataclass(slots=True)
+class _Stripe:
+    k: int
+    n: int
+    shard_size: int
+    shards: dict[int, bytes] = field(default_factory=dict)  # shard index -> chunk id
+
+
+class ShardIndex:
+    """Which chunk is which shard of which stripe of which work. Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._stripes: dict[StripeKey, _Stripe] = {}
+        self._works: dict[bytes, set[bytes]] = {}  # chunk id -> cids it belongs to
+
+    def check(self, chunk_id: bytes, placement: Placement, size: int) -> str | None:
+        """Why ``placement`` cannot hold ``chunk_id`` of ``size`` bytes, or None if it can."""
+        p = placement
+        why = impossible(p)
+        if why is not None:
+            return why
+        s = self._stripes.get((p.cid, p.stripe))
+        if s is None:
+            return None
+        if (s.k, s.n) != (p.k, p.n):
+            return f"the stripe is coded with k={s.k} n={s.n} here, not k={p.k} n={p.n}"
+        if size != s.shard_size:
+            return f"the stripe's shards are {s.shard_size} bytes here, not {size}"
+        held = s.shards.get(p.shard)
+        if held is not None and held != chunk_id:
+            return f"shard {p.shard} of the stripe is already chunk {held.hex()}"
+        return None
+
+    def add(self, chunk_id: bytes, placement: Placement, size: int) -> None:
+        """Record the chunk at ``placement``; ValueError if :meth:`check` refuses it."""
+        why = self.check(chunk_id, placement, size)
+        if why is not None:
+            raise ValueError(why)
+        p = placement
+        s = self._stripes.setdefault((p.cid, p.stripe), _Stripe(p.k, p.n, size))
+        s.shards[p.shard] = chunk_id
+        self._works.setdefault(chunk_id, set()).add(p.cid)
+
+    def works_of(self, chunk_id: bytes) -> frozenset[bytes]:
+        """The cids the chunk is a shard of (empty if not indexed)."""
+        return frozenset(self._works.get(chunk_id, ()))
+
+    def shards_of(self, cid: bytes, stripe: int) -> tuple[int, int, dict[int, bytes]]:
+        """``(k, n, {shard index: chunk id})`` held of a stripe; KeyError if none."""
+        s = self._stripes[(cid, stripe)]
+        return s.k, s.n, dict(s.shards)
+
+
+@lru_cache(maxsize=64)
+def _code(k: int, n: int) -> ReedSolomon:
+    return ReedSolomon(k, n)
+
+
+class ChunkService:
+    """Answers ``chunk.put``, ``chunk.get`` and ``chunk.packet`` from a :class:`ChunkStore`."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        policy: UploadPolicy,
+        *,
+        read_policy: ReadPolicy | None = None,
+        rng: random.Random,
+        index: ShardIndex | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.read_policy: ReadPolicy = read_policy if read_policy is not None else AllowAll()
+        self.index = index if index is not None else ShardIndex()
+        self._rng = rng
+        # The index and the rng are touched from worker threads: one at a time.
+        self._lock = threading.Lock()
+
+    # -- the core: synchronous, may block on the store -------------------------
+
+    def put(self, uploader_key: bytes, req: ChunkPut) -> Stored:
+        size = len(req.data)
+        why = impossible(req.placement)
+        if why is not None:
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, f"impossible placement: {why}")
+        with self._lock:
+            why = self.index.check(req.chunk_id, req.placement, size)
+        if why is not None:
+            raise RequestRefusedError(ErrorCode.REFUSED, f"placement refused: {why}")
+        verdict = self.policy.may_store(uploader_key, req.chunk_id, size, req.placement.cid)
+        if verdict is not True:
+            reason = verdict if isinstance(verdict, str) and verdict else "no contract covers it"
+            raise RequestRefusedError(ErrorCode.REFUSED, f"chunk not accepted: {reason}")
+        try:
+            self.store.put(req.chunk_id, req.data)
+        except ChunkMismatchError:
+            raise RequestRefusedError(
+                ErrorCode.REFUSED,
+                f"the bytes sent do not hash to chunk id {req.chunk_id.hex()}",
+            ) from None
+        except CapacityExceededError as e:
+            raise RequestRefusedError(
+                ErrorCode.REFUSED,
+                f"host full: {e.needed} bytes offered, {e.free} free of {e.capacity}",
+            ) from None
+        with self._lock:
+            why = self.index.check(req.chunk_id, req.placement, size)
+            if why is not None:  # a concurrent put took the slot first
+                raise RequestRefusedError(ErrorCode.REFUSED, f"placement refused: {why}")
+            self.index.add(req.chunk_id, req.placement, size)
+        return Stored(req.chunk_id)
+
+    def get(self, client_key: bytes, req: ChunkGet) -> ChunkData:
+        with self._lock:
+            works = self.index.works_of(req.chunk_id)
+        if not works:
+            raise RequestRefusedError(ErrorCode.NOT_FOUND, f"chunk {req.chunk_id.hex()} not held")
+        if not any(self.read_policy.may_read(client_key, cid) for cid in works):
+            raise RequestRefusedError(ErrorCode.REFUSED, "a priced work: a receipt is needed")
+        return ChunkData(self._read(req.chunk_id))
+
+    def packet(self, client_key: bytes, req: PacketRequest) -> PacketReply:
+        with self._lock:
+            try:
+                k, n, shards = self.index.shards_of(req.cid, req.stripe)
+            except KeyError:
+                raise RequestRefusedError(
+                    ErrorCode.NOT_FOUND, f"stripe {req.stripe} of {req.cid.hex()} not held"
+                ) from None
+        if not self.read_policy.may_read(client_key, req.cid):
+            raise RequestRefusedError(ErrorCode.REFUSED, "a priced work: a receipt is needed")
+        code = _code(k, n)
+        packets = [shard_packet(code, i, self._read(cid)) for i, cid in sorted(shards.items())]
+        if len(packets) == 1:
+            out: Packet = packets[0]
+        else:
+            with self._lock:
+                out = recode(packets, self._rng)
+        return PacketReply(out.coefficients, bytes(out.payload))
+
+    def _read(self, chunk_id: bytes) -> bytes:
+        try:
+            return self.store.get(chunk_id)
+        except ChunkNotFoundError:
+            raise RequestRefusedError(
+                ErrorCode.NOT_FOUND, f"chunk {chunk_id.hex()} not held"
+            ) from None
+        except ChunkCorruptError:
+            # Never serve bad bytes; the scrubber and the proofs deal with the chunk.
+            raise RequestRefusedError(
+                ErrorCode.NOT_FOUND, f"chunk {chunk_id.hex()} is damaged here"
+            ) from None
+
+    # -- the shell ---------------------------------------------------------------
+
+    async def handle_chunk_put(self, conn: PeerConnection, body: msgspec.Struct) -> Stored:
+        assert isinstance(body, ChunkPut)
+        return await _in_thread(self.put, conn.peer_key, body)
+
+    async def handle_chunk_get(self, conn: PeerConnection, body: msgspec.Struct) -> ChunkData:
+        assert isinstance(body, ChunkGet)
+        return await _in_thread(self.get, conn.peer_key, body)
+
+    async def handle_chunk_packet(self, conn: PeerConnection, body: msgspec.Struct) -> PacketReply:
+        assert isinstance(body, PacketRequest)
+        return await _in_thread(self.packet, conn.peer_key, body)
+
+    def route(self, node: RpcNode) -> None:
+        """Serve the three chunk messages on ``node``."""
+        node.route("chunk.put", self.handle_chunk_put)
+        node.route("chunk.get", self.handle_chunk_get)
+        node.route("chunk.packet", self.handle_chunk_packet)
+
+
+_R = TypeVar("_R", bound=msgspec.Struct)
+_B = TypeVar("_B", bound=msgspec.Struct)
+
+
+async def _in_thread(fn: Callable[[bytes, _B], _R], key: bytes, body: _B) -> _R:
+    return await trio.to_thread.run_sync(fn, key, body)

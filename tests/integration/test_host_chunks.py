@@ -1,0 +1,210 @@
+"""The host's chunk service over real sockets on 127.0.0.1: a client node and a host node."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from storenode.coding.merkle import merkle_root
+from storenode.coding.rlnc import Packet, ProgressiveDecoder, shard_packet
+from storenode.coding.rs import ReedSolomon
+from storenode.host import (
+    AllowAll,
+    ChunkData,
+    ChunkGet,
+    ChunkPut,
+    ChunkService,
+    PacketReply,
+    PacketRequest,
+    Placement,
+    Stored,
+)
+from storenode.net.rpc import RpcNode, open_rpc_node
+from storenode.store import MemoryChunkStore
+from storenode.wire.errors import RemoteError
+from storenode.wire.messages import ErrorCode
+
+CID = bytes(range(32))
+K, N = 3, 6
+BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class Addr:
+    key: bytes
+    host: str
+    port: int
+
+
+class OnlyFrom:
+    """Upload policy: one uploader has a contract, nobody else."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def may_store(self, uploader_key: bytes, chunk_id: bytes, size: int, cid: bytes) -> bool | str:
+        return True if uploader_key == self.key else "no open contract with this uploader"
+
+
+class NobodyReads:
+    def may_read(self, client_key: bytes, cid: bytes) -> bool:
+        return False
+
+
+@asynccontextmanager
+async def host_and_client(
+    store: MemoryChunkStore, *, uploads_from_client: bool = True, readable: bool = True
+) -> AsyncIterator[tuple[RpcNode, Addr, MemoryChunkStore]]:
+    async with open_rpc_node() as client, open_rpc_node() as host:
+        policy = OnlyFrom(client.identity.public_key if uploads_from_client else b"\0" * 32)
+        service = ChunkService(
+            store,
+            policy,
+            read_policy=None if readable else NobodyReads(),
+            rng=random.Random(7),
+        )
+        service.route(host)
+        port = await host.listen("127.0.0.1", 0)
+        yield client, Addr(host.identity.public_key, "127.0.0.1", port), store
+
+
+def stripe_shards(seed: int = 1) -> tuple[bytes, list[bytes]]:
+    stripe = random.Random(seed).randbytes(K * BLOCK)
+    return stripe, [bytes(s) for s in ReedSolomon(K, N).encode_stripe(stripe)]
+
+
+def put_of(shard: bytes, index: int, *, stripe: int = 0) -> ChunkPut:
+    return ChunkPut(merkle_root(shard), Placement(CID, stripe, index, K, N), shard)
+
+
+async def refused(client: RpcNode, addr: Addr, body: ChunkPut | ChunkGet | PacketRequest) -> str:
+    """The refusal's message; fails unless the host answered with an error."""
+    with pytest.raises(RemoteError) as info:
+        await client.request(addr, body)
+    return str(info.value)
+
+
+async def code_of(client: RpcNode, addr: Addr, body: ChunkPut | ChunkGet | PacketRequest) -> int:
+    with pytest.raises(RemoteError) as info:
+        await client.request(addr, body)
+    return int(info.value.code)
+
+
+async def test_a_put_under_the_policy_is_stored_and_read_back_byte_exact() -> None:
+    _, shards = stripe_shards()
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, store):
+        put = put_of(shards[4], 4)
+        assert await client.request(addr, put) == Stored(put.chunk_id)
+        assert await client.request(addr, put) == Stored(put.chunk_id)  # idempotent
+        reply = await client.request(addr, ChunkGet(put.chunk_id))
+        assert reply == ChunkData(shards[4])
+        assert store.chunk_count == 1
+
+
+async def test_bytes_that_do_not_match_the_id_are_refused_and_nothing_is_stored() -> None:
+    _, shards = stripe_shards()
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, store):
+        bad = ChunkPut(merkle_root(shards[0]), Placement(CID, 0, 0, K, N), shards[1])
+        assert await code_of(client, addr, bad) == ErrorCode.REFUSED
+        assert "do not hash to chunk id" in await refused(client, addr, bad)
+        assert store.chunk_count == 0 and store.used_bytes == 0
+        assert await code_of(client, addr, ChunkGet(bad.chunk_id)) == ErrorCode.NOT_FOUND
+        # The slot stays free for the right bytes.
+        good = put_of(shards[0], 0)
+        assert await client.request(addr, good) == Stored(good.chunk_id)
+
+
+async def test_a_put_the_policy_does_not_allow_is_refused_with_its_reason() -> None:
+    _, shards = stripe_shards()
+    store = MemoryChunkStore(capacity=1 << 20)
+    async with host_and_client(store, uploads_from_client=False) as (client, addr, _):
+        put = put_of(shards[0], 0)
+        assert await code_of(client, addr, put) == ErrorCode.REFUSED
+        assert "no open contract" in await refused(client, addr, put)
+        assert store.chunk_count == 0
+
+
+async def test_a_full_host_refuses_saying_so_and_keeps_every_stored_byte() -> None:
+    _, shards = stripe_shards()
+    async with host_and_client(MemoryChunkStore(capacity=2 * BLOCK + 10)) as (client, addr, store):
+        for i in (0, 1):
+            await client.request(addr, put_of(shards[i], i))
+        third = put_of(shards[2], 2)
+        assert await code_of(client, addr, third) == ErrorCode.REFUSED
+        assert "host full" in await refused(client, addr, third)
+        assert store.chunk_count == 2 and store.used_bytes == 2 * BLOCK
+        for i in (0, 1):
+            reply = await client.request(addr, ChunkGet(merkle_root(shards[i])))
+            assert reply == ChunkData(shards[i])
+
+
+async def test_an_unknown_chunk_is_not_found() -> None:
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, _):
+        assert await code_of(client, addr, ChunkGet(b"\x11" * 32)) == ErrorCode.NOT_FOUND
+        assert await code_of(client, addr, PacketRequest(CID, 0)) == ErrorCode.NOT_FOUND
+
+
+async def test_placements_that_cannot_be_or_disagree_with_the_stripe_are_refused() -> None:
+    _, shards = stripe_shards()
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, store):
+        root = merkle_root(shards[0])
+        beyond_n = ChunkPut(root, Placement(CID, 0, N, K, N), shards[0])
+        assert await code_of(client, addr, beyond_n) == ErrorCode.BAD_REQUEST
+        k_over_n = ChunkPut(root, Placement(CID, 0, 0, 7, 6), shards[0])
+        assert await code_of(client, addr, k_over_n) == ErrorCode.BAD_REQUEST
+        await client.request(addr, put_of(shards[0], 0))
+        other_code = ChunkPut(merkle_root(shards[1]), Placement(CID, 0, 1, K, N + 1), shards[1])
+        assert await code_of(client, addr, other_code) == ErrorCode.REFUSED
+        taken = ChunkPut(merkle_root(shards[1]), Placement(CID, 0, 0, K, N), shards[1])
+        assert "already chunk" in await refused(client, addr, taken)
+        assert store.chunk_count == 1
+
+
+async def test_recodings_of_three_held_shards_complete_a_stripe_with_other_packets() -> None:
+    stripe, shards = stripe_shards(seed=3)
+    code = ReedSolomon(K, N)
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, _):
+        for i in (3, 4, 5):  # parity shards only: every recoding needs real arithmetic
+            await client.request(addr, put_of(shards[i], i))
+        first = await client.request(addr, PacketRequest(CID, 0))
+        second = await client.request(addr, PacketRequest(CID, 0))
+        assert isinstance(first, PacketReply) and isinstance(second, PacketReply)
+        assert first != second  # fresh randomness each time
+        assert len(first.coefficients) == K and len(first.payload) == BLOCK
+
+        decoder = ProgressiveDecoder(K)
+        assert decoder.add(shard_packet(code, 0, shards[0]))  # a shard from another host
+        assert decoder.add(Packet(first.coefficients, first.payload))
+        assert decoder.add(Packet(second.coefficients, second.payload))
+        assert decoder.complete
+        assert decoder.stripe() == stripe
+
+
+async def test_a_host_holding_one_shard_answers_with_that_shard_as_a_packet() -> None:
+    _, shards = stripe_shards()
+    code = ReedSolomon(K, N)
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, _):
+        await client.request(addr, put_of(shards[4], 4))
+        reply = await client.request(addr, PacketRequest(CID, 0))
+        expected = shard_packet(code, 4, shards[4])
+        assert reply == PacketReply(expected.coefficients, shards[4])
+
+
+async def test_a_client_the_read_policy_refuses_gets_refused() -> None:
+    _, shards = stripe_shards()
+    store = MemoryChunkStore(capacity=1 << 20)
+    async with host_and_client(store, readable=False) as (client, addr, _):
+        put = put_of(shards[0], 0)
+        await client.request(addr, put)
+        assert await code_of(client, addr, ChunkGet(put.chunk_id)) == ErrorCode.REFUSED
+        assert "receipt" in await refused(client, addr, ChunkGet(put.chunk_id))
+        assert await code_of(client, addr, PacketRequest(CID, 0)) == ErrorCode.REFUSED
+
+
+def test_allow_all_satisfies_both_policies() -> None:
+    allow = AllowAll()
+    assert allow.may_store(b"k", b"c", 1, CID) is True and allow.may_read(b"k", CID)
