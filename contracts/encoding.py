@@ -70,6 +70,15 @@ def tokens(whole: int | str) -> Amount:
     return Amount(int(units) * TOKEN + int(frac.ljust(DECIMALS, "0") or "0"))
 
 
+def format_tokens(units: int) -> str:
+    """Base units as a decimal of tokens, without trailing zeros (``1.5``, ``2``)."""
+    if units < 0:
+        raise ValueError("an amount is not negative")
+    whole, frac = divmod(units, TOKEN)
+    digits = f"{frac:0{DECIMALS}d}".rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
 def bps_ceil(amount: int, bps: int) -> Amount:
     """``amount × bps / 10,000`` rounded up: a burn or penalty is never rounded away."""
     return Amount(-(-amount * bps // BPS))

@@ -14,7 +14,7 @@ from typing import Final, cast
 
 import msgspec
 
-from contracts.encoding import Amount
+from contracts.encoding import Amount, format_tokens
 from contracts.entries import (
     EMPTY_ACCOUNT,
     PARAMS_KEY,
@@ -91,7 +91,8 @@ class Journal:
         acct = self.account(address)
         if acct.balance < amount:
             raise BalanceInsufficientError(
-                f"{what} needs {amount} base units but 0x{address.hex()} holds {int(acct.balance)}"
+                f"{what} needs {format_tokens(amount)} tokens but 0x{address.hex()} holds "
+                f"{format_tokens(acct.balance)}"
             )
         if amount:
             self.set_account(address, _replace(acct, balance=Amount(acct.balance - amount)))

@@ -49,11 +49,9 @@ def parse_amount(text: str) -> int:
 
 def format_amount(units: int) -> str:
     """Base units as a decimal of tokens, without trailing zeros (``1.5``, ``2``)."""
-    if units < 0:
-        raise ValueError("an amount is not negative")
-    whole, frac = divmod(units, TOKEN)
-    digits = f"{frac:0{DECIMALS}d}".rstrip("0")
-    return f"{whole}.{digits}" if digits else str(whole)
+    from contracts.encoding import format_tokens
+
+    return format_tokens(units)
 
 
 def parse_hex(text: str, size: int, what: str) -> bytes:

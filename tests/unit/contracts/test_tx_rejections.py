@@ -105,6 +105,14 @@ def test_insufficient_balance_is_rejected_and_changes_nothing(chain: Chain) -> N
     assert_unchanged(chain, before)
 
 
+def test_an_overdraft_is_explained_in_tokens_not_base_units(chain: Chain) -> None:
+    with pytest.raises(BalanceInsufficientError) as caught:
+        chain.send(ALICE, Transfer(BOB.address, tokens("2000000.5")))
+    message = str(caught.value)
+    assert "2000000.5 tokens" in message
+    assert "base units" not in message and "Amount(" not in message
+
+
 def test_fee_below_the_minimum_is_rejected(chain: Chain) -> None:
     before = chain.state.root
     with pytest.raises(FeeTooLowError):
