@@ -12,7 +12,13 @@ Sections and keys (every key optional; :class:`Config` has the defaults)::
     [node]    identity_file, data_dir, log_level
     [wire]    host, port, peers = ["<public key hex>@<host>:<port>", ...]
     [ledger]  genesis_file
-    [client]  node = "<public key hex>@<host>:<port>"
+    [host]    enabled, capacity, price, collateral_bps, max_windows
+    [http]    enabled, host, port
+    [client]  node = "<public key hex>@<host>:<port>", spending_cap
+    [publish] k, n, windows, max_price
+
+Sizes are bytes or text with a unit (``"10 GiB"``); token amounts are
+decimal text of whole tokens (``"0.5"``), exact.
 
 The operator's guide (docs/operator.md) documents each key.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +35,21 @@ from pathlib import Path
 from typing import Any, Final
 
 DEFAULT_PORT: Final = 7400
+DEFAULT_HTTP_PORT: Final = 7480
+TOKEN: Final = 10**18
+GIB: Final = 1 << 30
+SIZE_UNITS: Final[dict[str, int]] = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+MAX_AMOUNT: Final = 2**256 - 1
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 PUBLIC_KEY_HEX: Final = 64
 
@@ -122,10 +144,50 @@ class Config:
     genesis_file: Path = Path("genesis.json")
     client_node: PeerSpec | None = None
     """The node the wallet and chain commands talk to; None: this home's own node."""
+    spending_cap: int = TOKEN
+    """Most base units a fetch pays on its own for one priced work."""
+
+    host_enabled: bool = True
+    """Whether ``storenode host`` offers its disk (False: a node that only routes,
+    follows the ledger and serves the gateway)."""
+    capacity: int = 10 * GIB
+    """Bytes of chunks the host keeps at most."""
+    price: int = TOKEN // 100
+    """Base units the host asks per GiB per window."""
+    collateral_bps: int = 5_000
+    """The collateral the host locks, in basis points of the contract's escrow."""
+    max_windows: int = 100_000
+    """The longest contract (in windows) the host signs."""
+
+    http_enabled: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+
+    publish_k: int = 4
+    publish_n: int = 12
+    publish_windows: int = 100
+    """How many windows the storage contracts of a publish last."""
+    publish_max_price: int = TOKEN
+    """The highest price per GiB per window the publisher accepts from a host."""
 
     @property
     def chain_dir(self) -> Path:
         return self.data_dir / "chain"
+
+    @property
+    def chunks_dir(self) -> Path:
+        """The host's chunk store (LevelDB)."""
+        return self.data_dir / "chunks"
+
+    @property
+    def host_dir(self) -> Path:
+        """The host's contract book and shard index (LevelDB)."""
+        return self.data_dir / "host"
+
+    @property
+    def publish_dir(self) -> Path:
+        """The publisher's journals of interrupted publishes."""
+        return self.data_dir / "publish"
 
     def resolve(self, home: Path) -> Config:
         """This config with its relative paths made relative to ``home`` (absolute)."""
@@ -162,9 +224,16 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
     node = reader.section("node", ("identity_file", "data_dir", "log_level"))
     wire = reader.section("wire", ("host", "port", "peers"))
     ledger = reader.section("ledger", ("genesis_file",))
-    client = reader.section("client", ("node",))
+    host = reader.section("host", ("enabled", "capacity", "price", "collateral_bps", "max_windows"))
+    http = reader.section("http", ("enabled", "host", "port"))
+    client = reader.section("client", ("node", "spending_cap"))
+    publish = reader.section("publish", ("k", "n", "windows", "max_price"))
     reader.no_other_sections()
     node_text = client.get("node", str, "a string <public key hex>@<host>:<port>", None)
+    k = publish.integer("k", 1, 255, default.publish_k)
+    n = publish.integer("n", 1, 255, default.publish_n)
+    if n < k:
+        raise ConfigValueError(source, "publish.n", f"at least publish.k ({k})", n)
     return Config(
         identity_file=node.path("identity_file", default.identity_file),
         data_dir=node.path("data_dir", default.data_dir),
@@ -174,6 +243,19 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
         peers=wire.peers("peers"),
         genesis_file=ledger.path("genesis_file", default.genesis_file),
         client_node=None if node_text is None else client.peer("node", node_text),
+        spending_cap=client.amount("spending_cap", default.spending_cap),
+        host_enabled=host.boolean("enabled", default.host_enabled),
+        capacity=host.size("capacity", default.capacity),
+        price=host.amount("price", default.price),
+        collateral_bps=host.integer("collateral_bps", 0, 10_000, default.collateral_bps),
+        max_windows=host.integer("max_windows", 1, 2**32 - 1, default.max_windows),
+        http_enabled=http.boolean("enabled", default.http_enabled),
+        http_host=http.host("host", default.http_host),
+        http_port=http.integer("port", 1, 65535, default.http_port),
+        publish_k=k,
+        publish_n=n,
+        publish_windows=publish.integer("windows", 1, 2**32 - 1, default.publish_windows),
+        publish_max_price=publish.amount("max_price", default.publish_max_price),
     )
 
 
@@ -240,6 +322,32 @@ class _Section:
             raise self._fail(key, expected, value)
         return int(value)
 
+    def boolean(self, key: str, default: bool) -> bool:
+        return bool(self.get(key, bool, "true or false", default))
+
+    def size(self, key: str, default: int) -> int:
+        expected = 'a number of bytes, or text such as "10 GiB" (B, kB, MB, GB, TB, KiB .. TiB)'
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            parsed = parse_size(value)
+            if parsed is not None:
+                return parsed
+        raise self._fail(key, expected, value)
+
+    def amount(self, key: str, default: int) -> int:
+        expected = 'an amount of tokens as text, such as "0.5"'
+        value = self.get(key, str, expected, None)
+        if value is None:
+            return default
+        parsed = parse_tokens(value)
+        if parsed is None:
+            raise self._fail(key, expected, value)
+        return parsed
+
     def host(self, key: str, default: str) -> str:
         expected = 'a host name or IP address, such as "127.0.0.1"'
         value = self.get(key, str, expected, default)
@@ -262,6 +370,41 @@ class _Section:
                 raise self._fail(f"{key}[{i}]", "a string <public key hex>@<host>:<port>", item)
             out.append(self.peer(f"{key}[{i}]", item))
         return tuple(out)
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes in ``"10 GiB"``, ``"512MB"`` or ``"1024"``; None if it is not a size."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if m is None:
+        return None
+    unit: int | None = SIZE_UNITS.get(str(m.group(2)).lower() or "b")
+    if unit is None:
+        return None
+    whole, _, frac = str(m.group(1)).partition(".")
+    scale: int = 10 ** len(frac)
+    return int(whole) * unit + (int(frac or "0") * unit) // scale
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes as the shortest exact text with a binary unit (``"10 GiB"``)."""
+    for name, unit in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size} B"
+
+
+def parse_tokens(text: str) -> int | None:
+    """Base units of a decimal amount of whole tokens, exact; None if it is not one."""
+    m = re.fullmatch(r"\s*([0-9]*)(?:\.([0-9]{1,18}))?\s*", text)
+    if m is None or not (m.group(1) or m.group(2)):
+        return None
+    units = int(m.group(1) or "0") * TOKEN + int((m.group(2) or "").ljust(18, "0"))
+    return units if units <= MAX_AMOUNT else None
+
+
+def format_tokens(units: int) -> str:
+    whole, frac = divmod(units, TOKEN)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") if frac else str(whole)
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -291,12 +434,45 @@ peers = {peers}
 [ledger]
 # The chain's genesis file: the same file on every node of the chain.
 genesis_file = {genesis_file}
+
+[host]
+# Whether `storenode host` rents out disk. false: the node routes, follows
+# the ledger and serves the gateway, but signs no storage contract.
+enabled = {host_enabled}
+# How much chunk data the host keeps at most ("500 GiB", "2 TB" or bytes).
+capacity = {capacity}
+# What the host asks, in tokens per GiB per challenge window.
+price = {price}
+# The collateral the host locks per contract, in basis points of its escrow
+# (5000: half). Lost in part if the host misses more than half its windows.
+collateral_bps = {collateral_bps}
+# The longest contract, in windows, the host signs.
+max_windows = {max_windows}
+
+[http]
+# The HTTP API and gateway: GET /content/<cid> (with Range) streams a work.
+enabled = {http_enabled}
+host = {http_host}
+port = {http_port}
+
+[publish]
+# Reed-Solomon parameters of `storenode publish`: any k of n shards rebuild a
+# stripe.
+k = {publish_k}
+# Shards per stripe: n hosts are needed, one shard of each stripe per host.
+n = {publish_n}
+# How many challenge windows the storage contracts last.
+windows = {publish_windows}
+# The most the publisher pays a host, in tokens per GiB per window.
+max_price = {publish_max_price}
 {client}"""
 
 CLIENT_TEMPLATE: Final = """
 [client]
 # The node the wallet and chain commands of this home talk to.
 node = {node}
+# The most a fetch pays on its own for one priced work, in tokens.
+spending_cap = {spending_cap}
 """
 
 CLIENT_DEFAULT: Final = """
@@ -304,6 +480,8 @@ CLIENT_DEFAULT: Final = """
 # The node the wallet and chain commands of this home talk to,
 # "<public key hex>@<host>:<port>". Unset: this home's own node.
 # node = "…@127.0.0.1:7400"
+# The most a fetch pays on its own for one priced work, in tokens.
+spending_cap = {spending_cap}
 """
 
 
@@ -330,7 +508,11 @@ def render_config(config: Config) -> str:
     else:
         peers = "[]"
     node = config.client_node
-    client = CLIENT_DEFAULT if node is None else CLIENT_TEMPLATE.format(node=toml_string(str(node)))
+    cap = toml_string(format_tokens(config.spending_cap))
+    if node is None:
+        client = CLIENT_DEFAULT.format(spending_cap=cap)
+    else:
+        client = CLIENT_TEMPLATE.format(node=toml_string(str(node)), spending_cap=cap)
     return TEMPLATE.format(
         identity_file=toml_string(str(config.identity_file)),
         data_dir=toml_string(str(config.data_dir)),
@@ -339,6 +521,18 @@ def render_config(config: Config) -> str:
         port=config.listen_port,
         peers=peers,
         genesis_file=toml_string(str(config.genesis_file)),
+        host_enabled=str(config.host_enabled).lower(),
+        capacity=toml_string(format_size(config.capacity)),
+        price=toml_string(format_tokens(config.price)),
+        collateral_bps=config.collateral_bps,
+        max_windows=config.max_windows,
+        http_enabled=str(config.http_enabled).lower(),
+        http_host=toml_string(config.http_host),
+        http_port=config.http_port,
+        publish_k=config.publish_k,
+        publish_n=config.publish_n,
+        publish_windows=config.publish_windows,
+        publish_max_price=toml_string(format_tokens(config.publish_max_price)),
         client=client,
     )
 

@@ -47,6 +47,7 @@ from storenode.publish import (
     encode_stripes,
     join_stripes,
     sign_manifest,
+    stripe_size_for,
 )
 from storenode.store import (
     ChunkCorruptError,
@@ -124,6 +125,7 @@ def store_work(
     if stripe_size <= 0 or stripe_size % rs.k:
         raise ValueError(f"a stripe of {stripe_size} bytes does not split into k={rs.k} blocks")
     data = path.read_bytes()
+    stripe_size = stripe_size_for(rs.k, stripe_size, length=len(data))
     start = perf_counter()
     stripes = []
     for entry, shards in encode_stripes(data, k=rs.k, n=rs.n, stripe_size=stripe_size):

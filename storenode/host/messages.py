@@ -6,7 +6,23 @@ registry name     request                            response
 ``chunk.put``     ``ChunkPut(id, placement, data)``  ``Stored(chunk_id)``
 ``chunk.get``     ``ChunkGet(chunk_id)``             ``ChunkData(data)``
 ``chunk.packet``  ``PacketRequest(cid, stripe)``     ``PacketReply(coefficients, payload)``
+``host.offer``    ``OfferRequest()``                 ``HostAd`` (storenode.publish.records)
+``contract.       ``ContractProposal(terms, cid, k,  ``ContractAccepted(contract_id,
+propose``         n, shards)``                       signature)``
 ================  =================================  ======================================
+
+A :class:`ContractProposal` asks the host to sign the terms (``terms`` is the
+canonical encoding of a ``contracts.tx.ContractTerms``; the host signs it in
+``contracts.tx.TERMS_DOMAIN``) for the listed shards of one work. The
+contract's chunks are ``shards`` in that order: ``terms.root`` must be
+``contract_root([s.chunk_id for s in shards])``, ``terms.chunk_count`` their
+number and ``terms.chunk_size`` every shard's size. Once it has signed, the
+host accepts ``chunk.put`` for those shards (the contract is "signed-pending"
+until the publisher's ``OpenContract`` is in a block, and forgotten if it is
+not by ``terms.accept_until``). A host refuses (``REFUSED``, with the reason)
+terms for another host or chain, a price below its own, more collateral or
+windows than it offers, a root that does not match, or more bytes than it has
+free.
 
 A chunk is one Reed–Solomon shard of one stripe of a work; its id is the
 Merkle root of its bytes. :class:`Placement` says where it belongs:
@@ -30,7 +46,8 @@ from typing import Annotated, Final
 
 import msgspec
 
-from storenode.wire.messages import U32, Hash32, default_registry
+from storenode.publish.records import HostAd
+from storenode.wire.messages import U32, Hash32, Signature, default_registry
 
 MAX_CHUNK_SIZE: Final = 4 * 1024 * 1024
 """Largest chunk a host accepts or serves (4 MiB)."""
@@ -88,9 +105,44 @@ class PacketReply(_Body, frozen=True):
     payload: ChunkPayload
 
 
+class OfferRequest(_Body, frozen=True):
+    pass
+
+
+class ShardRef(_Body, frozen=True):
+    """One chunk of a contract: shard ``shard`` of stripe ``stripe``, with its id."""
+
+    stripe: U32
+    shard: ShardIndex
+    chunk_id: Hash32
+
+
+MAX_CONTRACT_CHUNKS: Final = 1 << 20
+
+
+MAX_TERMS_SIZE: Final = 1024
+
+
+class ContractProposal(_Body, frozen=True):
+    terms: Annotated[bytes, msgspec.Meta(max_length=MAX_TERMS_SIZE)]
+    cid: Hash32
+    k: BlockCount
+    n: BlockCount
+    shards: Annotated[
+        tuple[ShardRef, ...], msgspec.Meta(min_length=1, max_length=MAX_CONTRACT_CHUNKS)
+    ]
+
+
+class ContractAccepted(_Body, frozen=True):
+    contract_id: Hash32
+    signature: Signature
+
+
 for _name, _request, _response in (
     ("chunk.put", ChunkPut, Stored),
     ("chunk.get", ChunkGet, ChunkData),
     ("chunk.packet", PacketRequest, PacketReply),
+    ("host.offer", OfferRequest, HostAd),
+    ("contract.propose", ContractProposal, ContractAccepted),
 ):
     default_registry.register(_name, _request, _response)

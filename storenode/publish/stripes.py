@@ -2,10 +2,12 @@
 
 A work of ``length`` bytes is cut into ``stripe_count(length, stripe_size)``
 stripes of ``stripe_size`` bytes; the last one holds what is left, padded with
-zeros to a multiple of k so that it splits into k equal source blocks. The
-padding is not part of the work: the manifest keeps the true length, and
-:func:`join_stripes` cuts the joined stripes back to it. Spec:
-docs/specs/manifest.md §2.
+zeros to the full stripe size, so every shard of a work has the same size
+(``stripe_size / k``) and one storage contract covers all a host holds of it.
+:func:`stripe_size_for` picks, for a given length, the stripe size that makes
+that padding small (under k KiB per stripe). The padding is not part of the
+work: the manifest keeps the true length, and :func:`join_stripes` cuts the
+joined stripes back to it. Spec: docs/specs/manifest.md §2.
 
 Pure and synchronous; full stripes are views of the input, never copies.
 """
@@ -45,14 +47,23 @@ def check_stripe_size(stripe_size: int, k: int) -> None:
         )
 
 
-def stripe_size_for(k: int, target: int = DEFAULT_STRIPE_SIZE) -> int:
-    """The stripe size to use for k near ``target``: the largest multiple of
-    ``k × SEGMENT_SIZE`` not above it (at least one), so every shard is whole 1 KiB
-    segments. 1 MiB for k = 1, 2, 4, 8, ...; 1,047,552 bytes for k = 3."""
+def stripe_size_for(k: int, target: int = DEFAULT_STRIPE_SIZE, *, length: int | None = None) -> int:
+    """The stripe size to use for k near ``target``: a multiple of ``k × SEGMENT_SIZE``
+    (so every shard is whole 1 KiB segments), at least one such unit.
+
+    Without ``length``: the largest such size not above ``target`` (1 MiB for
+    k = 1, 2, 4, 8, ...; 1,047,552 bytes for k = 3). With the work's ``length``:
+    the smallest such size that cuts the work into as many stripes as ``target``
+    would, so the padding is under ``k × SEGMENT_SIZE`` bytes per stripe and no
+    stripe is above ``target`` by more than that."""
     if k <= 0:
         raise StripeSizeError(f"k={k}: a stripe needs at least one source block")
     unit = k * SEGMENT_SIZE
-    return max(1, target // unit) * unit
+    if length is None or length <= 0:
+        return max(1, target // unit) * unit
+    count = -(-length // max(unit, target // unit * unit))
+    each = -(-length // count)
+    return -(-each // unit) * unit
 
 
 def stripe_count(length: int, stripe_size: int) -> int:
@@ -65,24 +76,23 @@ def stripe_count(length: int, stripe_size: int) -> int:
 
 
 def padded_size(length: int, stripe_size: int, k: int, index: int) -> int:
-    """The size of stripe ``index`` as coded: ``stripe_size``, or for the last stripe
-    what is left of the work rounded up to a multiple of k."""
+    """The size of stripe ``index`` as coded: always ``stripe_size`` (the last stripe
+    is padded to it); raises :class:`StripeSizeError` for an index outside the work."""
     check_stripe_size(stripe_size, k)
     count = stripe_count(length, stripe_size)
     if not 0 <= index < count:
         raise StripeSizeError(f"stripe {index} is outside 0..{count - 1}")
-    left = min(stripe_size, length - index * stripe_size)
-    return left + (-left % k)
+    return stripe_size
 
 
 def cut_stripes(data: Buffer, stripe_size: int, k: int) -> Iterator[memoryview | bytes]:
     """The stripes of ``data``: views for the full ones, the last one padded with zeros
-    to a multiple of k (a copy only when it needs padding)."""
+    to ``stripe_size`` (a copy only when it needs padding)."""
     check_stripe_size(stripe_size, k)
     mv = memoryview(data).cast("B")
     for offset in range(0, mv.nbytes, stripe_size):
         piece = mv[offset : offset + stripe_size]
-        pad = -piece.nbytes % k
+        pad = stripe_size - piece.nbytes
         yield bytes(piece) + bytes(pad) if pad else piece
 
 

@@ -83,8 +83,59 @@ def test_a_config_with_every_key_set_survives_a_round_trip() -> None:
         peers=(PeerSpec(KEY, "127.0.0.1", 1), PeerSpec(bytes(32), "::1", 7402)),
         genesis_file=Path('odd "name"\\genesis.json'),
         client_node=PeerSpec(KEY, "node.example", 7400),
+        spending_cap=123 * 10**15,
+        host_enabled=False,
+        capacity=3 * 10**9 + 1,
+        price=1,
+        collateral_bps=0,
+        max_windows=7,
+        http_enabled=False,
+        http_host="::1",
+        http_port=1,
+        publish_k=3,
+        publish_n=10,
+        publish_windows=2,
+        publish_max_price=10**30,
     )
     assert parse_config(render_config(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("10 GiB", 10 << 30),
+        ("512MB", 512 * 10**6),
+        ("1.5 KiB", 1536),
+        ('"7"', 7),
+        ("2 tb", 2 * 10**12),
+    ],
+)
+def test_a_capacity_reads_with_or_without_a_unit(text: str, size: int) -> None:
+    value = text if text.startswith('"') else f'"{text}"'
+    assert parse_config(f"[host]\ncapacity = {value}\n").capacity == size
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('capacity = "10 parsecs"', "host.capacity"),
+        ("capacity = -1", "host.capacity"),
+        ("price = 0.5", "host.price"),
+        ('price = "1.0000000000000000001"', "host.price"),
+        ("collateral_bps = 10001", "host.collateral_bps"),
+        ("enabled = 1", "host.enabled"),
+    ],
+)
+def test_a_bad_host_value_is_named_by_its_key(line: str, key: str) -> None:
+    with pytest.raises(ConfigValueError) as info:
+        parse_config(f"[host]\n{line}\n")
+    assert info.value.key == key
+
+
+def test_publish_n_below_k_is_refused() -> None:
+    with pytest.raises(ConfigValueError) as info:
+        parse_config("[publish]\nk = 5\nn = 4\n")
+    assert info.value.key == "publish.n"
 
 
 @given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1))

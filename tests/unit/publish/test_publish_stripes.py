@@ -36,10 +36,10 @@ def test_cut_then_join_gives_the_work_back(data: bytes, k: int, blocks: int) -> 
     assert join_stripes(stripes, len(data)) == data
 
 
-def test_the_last_stripe_is_padded_with_zeros_to_a_multiple_of_k() -> None:
+def test_the_last_stripe_is_padded_with_zeros_to_the_full_stripe_size() -> None:
     stripes = list(cut_stripes(b"abcdefghij", 8, 4))
 
-    assert [bytes(s) for s in stripes] == [b"abcdefgh", b"ij\x00\x00"]
+    assert [bytes(s) for s in stripes] == [b"abcdefgh", b"ij" + bytes(6)]
 
 
 def test_full_stripes_are_views_of_the_work_not_copies() -> None:
@@ -98,3 +98,19 @@ def test_stripe_size_for_k_is_whole_segments_per_shard_near_the_target(
 def test_stripe_size_for_refuses_k_below_one() -> None:
     with pytest.raises(StripeSizeError):
         stripe_size_for(0)
+
+
+@given(
+    length=st.integers(min_value=1, max_value=1 << 30),
+    k=st.integers(min_value=1, max_value=32),
+    target=st.sampled_from([64 << 10, 1 << 20, 4 << 20]),
+)
+def test_stripe_size_for_a_length_keeps_the_stripe_count_and_pads_under_k_kib_per_stripe(
+    length: int, k: int, target: int
+) -> None:
+    size = stripe_size_for(k, target, length=length)
+    count = stripe_count(length, size)
+
+    assert size % (k * 1024) == 0
+    assert count == stripe_count(length, stripe_size_for(k, target))
+    assert count * size - length < count * k * 1024
