@@ -37,9 +37,11 @@ from storenode.ledger.messages import (
     GetAccount,
     GetBlock,
     GetContracts,
+    GetListing,
     GetStatus,
     GetTx,
     GetWork,
+    ListingInfo,
     RoleName,
     Submitted,
     SubmitTx,
@@ -188,6 +190,9 @@ class LedgerClient:
 
     async def call_work(self, fingerprint: bytes) -> WorkReply:
         return await self._ask(GetWork(fingerprint), WorkReply)
+
+    async def call_listing(self, fingerprint: bytes, buyer: bytes) -> ListingInfo:
+        return await self._ask(GetListing(fingerprint, buyer), ListingInfo)
 
     async def call_contracts(self, address: bytes, role: RoleName, offset: int = 0) -> ContractList:
         return await self._ask(GetContracts(address, role, offset), ContractList)

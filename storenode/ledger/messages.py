@@ -10,6 +10,7 @@
     ledger.get_tx        REQUEST  GetTx(tx_id)                      TxInfo
     ledger.get_block     REQUEST  GetBlock(height)                  BlockInfo
     ledger.work          REQUEST  GetWork(fingerprint)              WorkReply
+    ledger.listing       REQUEST  GetListing(fingerprint, buyer)    ListingInfo
     ledger.contracts     REQUEST  GetContracts(address, role, off)  ContractList
 
 Transactions and blocks travel as their canonical bytes (``encode(SignedTx)``,
@@ -23,8 +24,8 @@ and ``ledger.get_block``.
 
 The answers to queries are built from the committed state by the pure
 functions at the end (:func:`chain_status`, :func:`account_info`,
-:func:`work_reply`, :func:`contract_list`, :func:`sync_reply`); the trio shell that serves them is
-:mod:`storenode.net.ledger`.
+:func:`work_reply`, :func:`listing_info`, :func:`contract_list`,
+:func:`sync_reply`); the trio shell that serves them is :mod:`storenode.net.ledger`.
 
 Bodies follow docs/specs/wire.md §3.6; importing this module registers them in
 :data:`storenode.wire.messages.default_registry`. Spec: docs/specs/ledger.md,
@@ -45,7 +46,9 @@ from contracts import (
     balance_of,
     contract_of,
     contracts_of,
+    has_receipt,
     height_of,
+    listing_of,
     nonce_of,
     standing_of,
     work_of,
@@ -239,6 +242,22 @@ class WorkReply(_Body, frozen=True):
     work: WorkInfo | None
 
 
+class GetListing(_Body, frozen=True):
+    """``ledger.listing``: a work's price per download, and whether ``buyer`` (an
+    address) holds a receipt for it: what a reader asks before fetching."""
+
+    fingerprint: Hash32
+    buyer: NodeId
+
+
+class ListingInfo(_Body, frozen=True):
+    """``price`` is None when the work has no listing (it is free to read)."""
+
+    height: U64
+    price: AmountText | None
+    receipt: bool
+
+
 class GetContracts(_Body, frozen=True):
     """``ledger.contracts``: the storage contracts ``address`` is a party of in
     ``role`` (an address that is both publisher and host of one is listed under
@@ -289,6 +308,7 @@ MESSAGES: Final[tuple[tuple[str, type[msgspec.Struct], type[msgspec.Struct] | No
     ("ledger.get_tx", GetTx, TxInfo),
     ("ledger.get_block", GetBlock, BlockInfo),
     ("ledger.work", GetWork, WorkReply),
+    ("ledger.listing", GetListing, ListingInfo),
     ("ledger.contracts", GetContracts, ContractList),
 )
 """(registry name, request or notify body, response body or None) of every ledger message."""
@@ -366,6 +386,15 @@ def work_reply(state: State, fingerprint: bytes) -> WorkReply:
             registered_height=work.registered_height,
             registered_time=work.registered_time,
         )
+    )
+
+
+def listing_info(state: State, fingerprint: bytes, buyer: bytes) -> ListingInfo:
+    listing = listing_of(state, fingerprint)
+    return ListingInfo(
+        height=height_of(state),
+        price=None if listing is None else str(int(listing.price)),
+        receipt=has_receipt(state, buyer, fingerprint),
     )
 
 

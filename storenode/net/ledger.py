@@ -68,9 +68,11 @@ from storenode.ledger.messages import (
     GetBlock,
     GetBlocks,
     GetContracts,
+    GetListing,
     GetStatus,
     GetTx,
     GetWork,
+    ListingInfo,
     NewBlock,
     NewTx,
     Submitted,
@@ -80,6 +82,7 @@ from storenode.ledger.messages import (
     account_info,
     chain_status,
     contract_list,
+    listing_info,
     sync_reply,
     work_reply,
 )
@@ -188,6 +191,7 @@ class LedgerService:
         rpc.route("ledger.get_tx", self.handle_get_tx)
         rpc.route_sync("ledger.get_block", self.handle_get_block)
         rpc.route_sync("ledger.work", self.handle_work)
+        rpc.route_sync("ledger.listing", self.handle_listing)
         rpc.route_sync("ledger.contracts", self.handle_contracts)
 
     # -- peers -------------------------------------------------------------------------
@@ -579,6 +583,11 @@ class LedgerService:
         assert isinstance(body, GetWork)
         self._check_open()
         return work_reply(self.chain.state, body.fingerprint)
+
+    def handle_listing(self, conn: PeerConnection, body: msgspec.Struct) -> ListingInfo:
+        assert isinstance(body, GetListing)
+        self._check_open()
+        return listing_info(self.chain.state, body.fingerprint, body.buyer)
 
     def handle_contracts(self, conn: PeerConnection, body: msgspec.Struct) -> ContractList:
         assert isinstance(body, GetContracts)
