@@ -1,18 +1,27 @@
-"""``storenode localnet init``: the homes of a local ledger network on 127.0.0.1.
+"""``storenode localnet init``: the homes of a local network on 127.0.0.1.
 
 In ``DIR`` it writes one genesis and a home per node::
 
     DIR/genesis.json       chain "localnet": the validators, the allocations, the parameters
-    DIR/validator-1 ..     a validator's home (its key, a free port, every other node a peer)
-    DIR/node-1 ..          a follower's home (the same, not a validator)
+    DIR/validator-1 ..     a validator's home: it routes, produces blocks and serves the
+                           gateway, but rents out no disk
+    DIR/node-1 ..          a host's home: a follower of the ledger that rents out disk
     DIR/publisher          a funded wallet's home whose commands talk to validator-1
 
-Every home refers to ``../genesis.json``, so the folder can be moved as a whole.
-The genesis funds each node with :data:`NODE_FUNDS` tokens (collateral for a
-host) and the publisher with :data:`PUBLISHER_FUNDS`; its parameters are the
-contracts' defaults (burn 2% of every payout, penalty 50% of the collateral)
-except the block time and the window length, which are short here. Nothing
-is started: run ``storenode --home DIR/<name> ledger`` for each node.
+Every node gets a free wire port and a free HTTP port on 127.0.0.1 and lists
+every other node as a peer; every home refers to ``../genesis.json``, so the
+folder can be moved as a whole. The genesis funds each node with
+:data:`NODE_FUNDS` tokens (fees and collateral for a host) and the publisher
+with :data:`PUBLISHER_FUNDS`; its parameters are the contracts' defaults (burn
+2% of every payout, penalty 50% of the collateral) except the block time and
+the window length, which are short here. Hosts ask :data:`HOST_PRICE` per GiB
+per window for up to :data:`HOST_CAPACITY`: cheap enough that a demo's escrow
+is small, large enough that a benchmark's files fit. The publisher codes with
+k = 3 of n = 10 shards (Tahoe-LAFS's defaults; fewer when there are fewer
+hosts) and bootstraps its DHT from every node.
+
+Nothing is started here: ``storenode localnet up`` (:mod:`.processes`) starts
+the nodes, or run ``storenode --home DIR/<name> host`` for each.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from contracts import tokens
-from storenode.config import Config, PeerSpec
+from storenode.config import GIB, Config, PeerSpec
 from storenode.home import init_home
 from storenode.identity import Identity, address_hex
 from storenode.ledger import Genesis, make_genesis, save_genesis
@@ -40,6 +49,13 @@ PENALTY_BPS: Final = 5_000
 DEFAULT_WINDOW_BLOCKS: Final = 20
 """The contracts' shortest default window; with 2 s blocks, 40 s."""
 MAX_NODES: Final = 64
+HOST_PRICE: Final = tokens(1) // 10
+"""What a localnet host asks, in base units per GiB per window (0.1 token)."""
+HOST_CAPACITY: Final = 8 * GIB
+PUBLISH_K: Final = 3
+PUBLISH_N: Final = 10
+PUBLISH_WINDOWS: Final = 100
+"""How long the publisher's contracts last, in windows (500 s with 1 s blocks, 5-block windows)."""
 
 
 class LocalnetError(Exception):
@@ -60,11 +76,13 @@ class LocalnetParamsError(LocalnetError, ValueError):
 class LocalHome:
     name: str
     role: str
-    """``validator``, ``follower`` or ``publisher``."""
+    """``validator``, ``host`` (a ledger follower that rents out disk) or ``publisher``."""
     home: Path
     address: str
     wire: str | None
     """``host:port`` the node listens on (None for the publisher, which runs no node)."""
+    http: str | None
+    """``host:port`` of the node's HTTP API and gateway (None for the publisher)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +91,7 @@ class LocalHome:
             "home": str(self.home),
             "address": self.address,
             "wire": self.wire,
+            "http": self.http,
         }
 
 
@@ -107,7 +126,7 @@ def _names(validators: int, followers: int) -> Iterator[tuple[str, str]]:
     for i in range(1, validators + 1):
         yield f"validator-{i}", "validator"
     for i in range(1, followers + 1):
-        yield f"node-{i}", "follower"
+        yield f"node-{i}", "host"
 
 
 def init_localnet(
@@ -138,8 +157,9 @@ def init_localnet(
     names = list(_names(validators, followers))
     identities = {name: Identity.generate() for name, _ in names}
     publisher = Identity.generate()
-    ports = dict(zip(identities, free_ports(len(names), host), strict=True))
-    specs = {name: PeerSpec(identities[name].public_key, host, ports[name]) for name, _ in names}
+    free = iter(free_ports(2 * len(names), host))
+    ports = {name: (next(free), next(free)) for name, _ in names}
+    specs = {name: PeerSpec(identities[name].public_key, host, ports[name][0]) for name in ports}
     allocations = {ident.address: NODE_FUNDS for ident in identities.values()}
     allocations[publisher.address] = PUBLISHER_FUNDS
     genesis = make_genesis(
@@ -160,18 +180,36 @@ def init_localnet(
     genesis_ref = Path("..") / GENESIS_NAME
     homes = []
     for name, role in names:
+        wire_port, http_port = ports[name]
         config = Config(
             listen_host=host,
-            listen_port=ports[name],
+            listen_port=wire_port,
             peers=tuple(spec for other, spec in specs.items() if other != name),
             genesis_file=genesis_ref,
+            host_enabled=role == "host",
+            capacity=HOST_CAPACITY,
+            price=HOST_PRICE,
+            http_enabled=True,
+            http_host=host,
+            http_port=http_port,
         )
         home, _ = init_home(directory / name, config, identity=identities[name])
         address = address_hex(identities[name].address)
-        homes.append(LocalHome(name, role, home.root, address, f"{host}:{ports[name]}"))
-    first = specs[names[0][0]]
-    config = Config(genesis_file=genesis_ref, client_node=first)
+        homes.append(
+            LocalHome(name, role, home.root, address, f"{host}:{wire_port}", f"{host}:{http_port}")
+        )
+    k = max(1, min(PUBLISH_K, followers))
+    config = Config(
+        genesis_file=genesis_ref,
+        client_node=specs[names[0][0]],
+        peers=tuple(specs.values()),
+        http_enabled=False,
+        publish_k=k,
+        publish_n=max(k, min(PUBLISH_N, followers)),
+        publish_windows=PUBLISH_WINDOWS,
+        publish_max_price=max(Config().publish_max_price, HOST_PRICE),
+    )
     home, _ = init_home(directory / "publisher", config, identity=publisher)
     address = address_hex(publisher.address)
-    homes.append(LocalHome("publisher", "publisher", home.root, address, None))
+    homes.append(LocalHome("publisher", "publisher", home.root, address, None, None))
     return Localnet(genesis_file, genesis, tuple(homes))
