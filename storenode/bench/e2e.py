@@ -1,0 +1,546 @@
+"""``storenode bench e2e``: publish, fetch and a ranged read on a 10-host localnet, side
+by side with Tahoe-LAFS on the same machine in the same run.
+
+What runs
+=========
+
+**storenode**: ``storenode localnet up --hosts 10`` in a temporary folder (a
+validator, which also serves the gateway, and 10 hosts, each its own process on
+127.0.0.1), then for each size and each rep a fresh file of random bytes
+(publishing the same bytes twice would change nothing):
+
+* ``publish_MBps``: file size over the wall time of ``storenode --home
+  DIR/publisher publish FILE --k 3 --n 10 --json``, the whole command as a
+  user waits for it: its start-up, registering the work, the hosts' offers
+  and acceptances, the contracts on the ledger (it waits for them to be in a
+  block), the upload and the manifest in the DHT. When the command's JSON
+  reports how long the upload itself took, ``publish_upload_MBps`` is the
+  file size over that.
+* ``fetch_MBps``: the wall time of ``storenode --home DIR/publisher fetch CID
+  -o OUT`` (start-up included, as in ``tahoe get``); ``fetch_gateway_MBps``:
+  a plain HTTP GET of ``/content/<cid>`` on the gateway, first request byte
+  to last body byte. Both outputs are checked against the input's SHA-256.
+
+Figures are the median over the reps. Then on the last rep's work, ranged
+GETs of 64 KiB at random offsets on the gateway, each on a new connection,
+each checked for 206 and for the right bytes:
+
+* ``ttfb_cold_ms``: the first ranged read, straight after the publish: the
+  gateway has never seen the CID, so it looks up the manifest and the
+  providers in the DHT first;
+* ``ttfb_ms``: the median of 5 more, after the fetches above (so the
+  gateway has the manifest cached, as Tahoe's client has its cap's
+  metadata after its get).
+
+Our time to first byte is taken to the first **body** byte, which is stricter
+than curl's ``time_starttransfer`` that ``bench.sh`` reports for Tahoe (any
+first response byte: a server that sends its headers before it has the data
+looks faster there). ``ttfb_header_ms`` is ours by curl's definition.
+
+**Tahoe-LAFS**: :mod:`storenode.bench.tahoe` runs the peer's own scripts with
+the same sizes and reps (``tahoe put`` / ``tahoe get`` through its CLI, its
+ranged reads with curl), before the localnet is started, so the two never
+share the machine.
+
+Targets (issue 5): publish and fetch at least 5x Tahoe-LAFS's put and get,
+time to first byte at most 20 ms and below Tahoe-LAFS's. Everything is torn
+down on every way out (``localnet down``, ``grid.sh down``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from storenode.bench import tahoe
+
+HOSTS: Final = 10
+K: Final = 3
+N: Final = 10
+TTFB_REPS: Final = tahoe.TTFB_REPS
+RANGE_BYTES: Final = tahoe.RANGE_KIB * 1024
+MIB: Final = 1 << 20
+CLI: Final = (sys.executable, "-m", "storenode.cli")
+TARGET_SPEEDUP: Final = 5.0
+TARGET_TTFB_MS: Final = 20.0
+UP_TIMEOUT_S: Final = 180.0
+DOWN_TIMEOUT_S: Final = 60.0
+HTTP_TIMEOUT_S: Final = 120.0
+UPLOAD_TIME_KEYS: Final = ("upload_s", "upload_seconds")
+"""Keys under which ``publish --json`` may report the upload's own duration, per work."""
+
+Say = Callable[[str], None]
+
+
+class BenchError(Exception):
+    """A step of the bench failed; the message says which and ends with its output."""
+
+
+# -- the figures -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OurFigures:
+    """storenode's figures for one size (medians over the reps)."""
+
+    size_mib: int
+    publish_MBps: float
+    publish_upload_MBps: float | None
+    fetch_MBps: float
+    fetch_gateway_MBps: float
+    ttfb_ms: float
+    ttfb_cold_ms: float
+    ttfb_header_ms: float
+
+
+def mbps(size_bytes: int, seconds: float) -> float:
+    """MB/s as Tahoe's bench.sh counts them: 10^6 bytes per second."""
+    return size_bytes / seconds / 1e6
+
+
+def summarize(
+    ours: dict[int, OurFigures],
+    peer: dict[int, tahoe.TahoeFigures] | None,
+    *,
+    reps: int,
+    tahoe_note: str,
+) -> dict[str, Any]:
+    """The JSON document: per size, our figures, Tahoe's, the ratios and the targets.
+
+    A target that needs Tahoe's figure is only judged when Tahoe ran; the time to
+    first byte is then judged against both 20 ms and Tahoe's.
+    """
+    sizes: dict[str, Any] = {}
+    for size, figures in ours.items():
+        row: dict[str, Any] = {k: v for k, v in asdict(figures).items() if k != "size_mib"}
+        met: dict[str, bool] = {"ttfb_ms": figures.ttfb_ms <= TARGET_TTFB_MS}
+        other = peer.get(size) if peer else None
+        if other is not None:
+            row |= {
+                "tahoe_put_MBps": other.put_MBps,
+                "tahoe_get_MBps": other.get_MBps,
+                "tahoe_ttfb_ms": other.ttfb_ms,
+                "tahoe_ttfb_first_ms": other.ttfb_first_ms,
+                "publish_vs_tahoe": figures.publish_MBps / other.put_MBps,
+                "fetch_vs_tahoe": figures.fetch_MBps / other.get_MBps,
+                "ttfb_vs_tahoe": figures.ttfb_ms / other.ttfb_ms,
+            }
+            met["publish_MBps"] = row["publish_vs_tahoe"] >= TARGET_SPEEDUP
+            met["fetch_MBps"] = row["fetch_vs_tahoe"] >= TARGET_SPEEDUP
+            met["ttfb_ms"] = met["ttfb_ms"] and figures.ttfb_ms < other.ttfb_ms
+        row["targets_met"] = met
+        sizes[str(size)] = row
+    return {
+        "hosts": HOSTS,
+        "k": K,
+        "n": N,
+        "reps": reps,
+        "ttfb_reads": TTFB_REPS,
+        "range_KiB": RANGE_BYTES // 1024,
+        "tahoe": tahoe_note,
+        "sizes": sizes,
+        "all_targets_met": all(all(row["targets_met"].values()) for row in sizes.values()),
+    }
+
+
+# -- HTTP, by hand, to see the first byte --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpTiming:
+    status: int
+    body: bytes
+    """Empty when a ``sink`` took the body."""
+    header_s: float
+    """Connect to the first response byte (curl's ``time_starttransfer``)."""
+    first_body_s: float
+    """Connect to the first body byte."""
+    total_s: float
+
+
+def http_get(
+    url: str,
+    *,
+    byte_range: tuple[int, int] | None = None,
+    sink: Callable[[bytes], None] | None = None,
+    timeout: float = HTTP_TIMEOUT_S,
+) -> HttpTiming:
+    """One GET on a new connection, timed to the first byte of the response and of
+    its body. ``byte_range`` is ``(start, end)``, end exclusive. The body goes to
+    ``sink`` if given (a 256 MiB work need not sit in memory), else is returned."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise BenchError(f"the gateway URL {url!r} is not a plain http:// URL")
+    port = parts.port or 80
+    target = parts.path or "/"
+    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.hostname}:{port}", "Connection: close"]
+    if byte_range is not None:
+        lines.append(f"Range: bytes={byte_range[0]}-{byte_range[1] - 1}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    chunks: list[bytes] = []
+    take = sink or chunks.append
+    start = time.perf_counter()
+    with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        head = b""
+        header_s = 0.0
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(65536)
+            if not data:
+                raise BenchError(f"GET {url}: the connection closed before the headers ended")
+            if not head:
+                header_s = time.perf_counter() - start
+            head += data
+        raw_head, _, rest = head.partition(b"\r\n\r\n")
+        status, length = _parse_head(url, raw_head)
+        first_body_s = time.perf_counter() - start if rest else None
+        got = len(rest)
+        if rest:
+            take(rest)
+        while got < length:
+            data = sock.recv(1 << 20)
+            if not data:
+                raise BenchError(f"GET {url}: the body ended after {got} of {length} bytes")
+            if first_body_s is None:
+                first_body_s = time.perf_counter() - start
+            got += len(data)
+            take(data)
+        total_s = time.perf_counter() - start
+    if got > length:
+        raise BenchError(f"GET {url}: {got} body bytes for a Content-Length of {length}")
+    if first_body_s is None:  # an empty body: its "first byte" is the end of the headers
+        first_body_s = header_s
+    return HttpTiming(status, b"".join(chunks), header_s, first_body_s, total_s)
+
+
+def _parse_head(url: str, raw: bytes) -> tuple[int, int]:
+    """Status and Content-Length of a response head (the gateway always sends one)."""
+    lines = raw.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError) as exc:
+        raise BenchError(f"GET {url}: not an HTTP status line: {lines[0]!r}") from exc
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            return status, int(value.strip())
+    raise BenchError(f"GET {url}: HTTP {status} without a Content-Length")
+
+
+# -- the storenode side ---------------------------------------------------------------------
+
+
+def _run(args: Sequence[str], what: str, timeout: float) -> tuple[str, float]:
+    """Run a storenode command; its stdout and wall time, or a :class:`BenchError`."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            list(args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{what} took more than {timeout:.0f} s") from exc
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr + done.stdout).strip().splitlines()[-15:])
+        raise BenchError(f"{what} exited with {done.returncode}:\n{tail}")
+    return done.stdout, seconds
+
+
+def _json_line(out: str, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{what} --json printed no JSON object: {out[-300:]!r}") from exc
+    if not isinstance(doc, dict):
+        raise BenchError(f"{what} --json printed {type(doc).__name__}, not an object")
+    return doc
+
+
+@dataclass(frozen=True)
+class Localnet:
+    directory: Path
+    gateway: str
+    publisher_home: Path
+
+
+@contextlib.contextmanager
+def localnet(directory: Path, say: Say) -> Iterator[Localnet]:
+    """A running localnet of :data:`HOSTS` hosts in ``directory``, always brought down."""
+    say(f"starting a localnet of {HOSTS} hosts in {directory}")
+    up = [*CLI, "localnet", "up", "--hosts", str(HOSTS), "--dir", str(directory), "--json"]
+    down = [*CLI, "localnet", "down", "--dir", str(directory)]
+    try:
+        out, seconds = _run(up, "storenode localnet up", UP_TIMEOUT_S)
+        doc = _json_line(out, "storenode localnet up")
+        say(f"localnet up in {seconds:.1f} s, gateway {doc['gateway']}")
+        yield Localnet(directory, str(doc["gateway"]).rstrip("/"), Path(doc["publisher_home"]))
+    except BaseException:
+        with contextlib.suppress(BenchError):  # the first error is the one to report
+            _run(down, "storenode localnet down", DOWN_TIMEOUT_S)
+        raise
+    _run(down, "storenode localnet down", DOWN_TIMEOUT_S)
+
+
+def write_random_file(path: Path, size: int) -> str:
+    """``size`` fresh random bytes at ``path``; their SHA-256 (hex)."""
+    digest = hashlib.sha256()
+    with path.open("wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(left, 4 * MIB))
+            digest.update(block)
+            f.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 * MIB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def command_timeout(size: int) -> float:
+    """A publish or fetch slower than 0.5 MB/s (after a minute's grace) has failed."""
+    return 60.0 + size / 0.5e6
+
+
+@dataclass(frozen=True)
+class Rep:
+    cid: str
+    path: Path
+    publish_s: float
+    upload_s: float | None
+    fetch_s: float
+    gateway_s: float
+    ttfb_cold: HttpTiming
+
+
+def publish(net: Localnet, path: Path, size: int) -> tuple[str, float, float | None]:
+    """Publish one file; its CID (hex, no 0x), the command's wall time and, if the
+    command reports it, the upload's own."""
+    args = [*CLI, "--home", str(net.publisher_home), "publish", str(path)]
+    args += ["--k", str(K), "--n", str(N), "--json"]
+    out, seconds = _run(args, "storenode publish", command_timeout(size))
+    doc = _json_line(out, "storenode publish")
+    try:
+        (work,) = doc["works"]
+        cid = str(work["cid"]).removeprefix("0x")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"storenode publish --json did not name one work's cid: {doc}") from exc
+    upload = next((float(work[key]) for key in UPLOAD_TIME_KEYS if key in work), None)
+    return cid, seconds, upload
+
+
+def ranged_read(net: Localnet, cid: str, source: Path, size: int, rng: random.Random) -> HttpTiming:
+    """A 64 KiB ranged GET at a random offset, checked for 206 and against the file."""
+    start = rng.randrange(0, max(1, size - RANGE_BYTES))
+    end = min(size, start + RANGE_BYTES)
+    url = f"{net.gateway}/content/{cid}"
+    got = http_get(url, byte_range=(start, end))
+    if got.status != 206:
+        raise BenchError(f"ranged GET {url} answered HTTP {got.status} (expected 206)")
+    with source.open("rb") as f:
+        f.seek(start)
+        want = f.read(end - start)
+    if got.body != want:
+        raise BenchError(f"ranged GET {url} at {start} returned wrong bytes")
+    return got
+
+
+def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
+    source = work / "in.bin"
+    want = write_random_file(source, size)
+    cid, publish_s, upload_s = publish(net, source, size)
+    cold = ranged_read(net, cid, source, size, rng)
+
+    out = work / "out.bin"
+    out.unlink(missing_ok=True)
+    fetch = [*CLI, "--home", str(net.publisher_home), "fetch", cid, "-o", str(out)]
+    _, fetch_s = _run(fetch, "storenode fetch", command_timeout(size))
+    if sha256_of(out) != want:
+        raise BenchError(f"storenode fetch {cid} wrote bytes that differ from the published file")
+    out.unlink()
+
+    digest = hashlib.sha256()
+    whole = http_get(f"{net.gateway}/content/{cid}", sink=digest.update)
+    if whole.status != 200 or digest.hexdigest() != want:
+        raise BenchError(f"GET /content/{cid} answered {whole.status} or the wrong bytes")
+    return Rep(cid, source, publish_s, upload_s, fetch_s, whole.total_s, cold)
+
+
+def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> OurFigures:
+    size = size_mib * MIB
+    rng = random.Random(size_mib)
+    done: list[Rep] = []
+    for i in range(reps):
+        rep = one_rep(net, work, size, rng)
+        say(
+            f"storenode {size_mib} MiB rep {i + 1}: publish {rep.publish_s:.2f} s "
+            f"({mbps(size, rep.publish_s):.1f} MB/s), fetch {rep.fetch_s:.2f} s "
+            f"({mbps(size, rep.fetch_s):.1f} MB/s), gateway GET {rep.gateway_s:.2f} s"
+        )
+        done.append(rep)
+    last = done[-1]
+    warm = [ranged_read(net, last.cid, last.path, size, rng) for _ in range(TTFB_REPS)]
+    last.path.unlink()
+    uploads = [r.upload_s for r in done if r.upload_s is not None]
+    return OurFigures(
+        size_mib=size_mib,
+        publish_MBps=statistics.median(mbps(size, r.publish_s) for r in done),
+        publish_upload_MBps=(
+            statistics.median(mbps(size, s) for s in uploads) if len(uploads) == reps else None
+        ),
+        fetch_MBps=statistics.median(mbps(size, r.fetch_s) for r in done),
+        fetch_gateway_MBps=statistics.median(mbps(size, r.gateway_s) for r in done),
+        ttfb_ms=statistics.median(t.first_body_s for t in warm) * 1000,
+        ttfb_cold_ms=last.ttfb_cold.first_body_s * 1000,
+        ttfb_header_ms=statistics.median(t.header_s for t in warm) * 1000,
+    )
+
+
+# -- the whole run --------------------------------------------------------------------------
+
+
+def run(
+    sizes: Sequence[int],
+    reps: int,
+    tahoe_dir: Path | None,
+    say: Say | None = None,
+    *,
+    no_tahoe_reason: str = "no Tahoe-LAFS peer folder (../shared/peers/tahoe or --tahoe DIR)",
+) -> dict[str, Any]:
+    """Tahoe first (if given), then storenode on a fresh localnet; the summary."""
+    say = say or _stderr
+    peer: dict[int, tahoe.TahoeFigures] | None = None
+    if tahoe_dir is None:
+        note = f"skipped: {no_tahoe_reason}"
+        say(f"Tahoe-LAFS {note}")
+    else:
+        try:
+            peer = tahoe.run(tahoe_dir, sizes, reps, say)
+            note = f"ran from {tahoe_dir}"
+        except tahoe.TahoeError as exc:
+            note = f"failed: {exc}"
+            say(f"Tahoe-LAFS {note}; measuring storenode alone")
+    ours: dict[int, OurFigures] = {}
+    with tempfile.TemporaryDirectory(prefix="storenode-bench-e2e-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        with localnet(Path(tmp) / "localnet", say) as net:
+            for size in sizes:
+                ours[size] = run_ours(net, size, reps, work, say)
+    return summarize(ours, peer, reps=reps, tahoe_note=note)
+
+
+def _stderr(message: str) -> None:
+    print(f"bench e2e: {message}", file=sys.stderr, flush=True)
+
+
+def _verdict(met: dict[str, bool], key: str) -> str:
+    if key not in met:
+        return ""
+    return "[green]met[/]" if met[key] else "[red]MISSED[/]"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        title=(
+            f"storenode bench e2e — {result['hosts']} hosts on 127.0.0.1, k={result['k']} "
+            f"n={result['n']}, median of {result['reps']} rep(s); Tahoe-LAFS {result['tahoe']}"
+        )
+    )
+    t.add_column("size", justify="right")
+    t.add_column("what")
+    t.add_column("storenode", justify="right")
+    t.add_column("Tahoe-LAFS", justify="right")
+    t.add_column("ratio", justify="right")
+    t.add_column("target")
+    t.add_column("")
+    for size, row in result["sizes"].items():
+        met = row["targets_met"]
+        has_peer = "tahoe_put_MBps" in row
+
+        upload = row["publish_upload_MBps"]
+        ours_publish = f"{row['publish_MBps']:.1f} MB/s"
+        if upload is not None:
+            ours_publish += f" (upload {upload:.1f})"
+        t.add_row(
+            f"{size} MiB",
+            "publish / tahoe put",
+            ours_publish,
+            f"{row['tahoe_put_MBps']:.1f} MB/s" if has_peer else "—",
+            f"{row['publish_vs_tahoe']:.2f}×" if has_peer else "",
+            f"≥ {TARGET_SPEEDUP:g}× Tahoe",
+            _verdict(met, "publish_MBps"),
+        )
+        t.add_row(
+            "",
+            "fetch / tahoe get",
+            f"{row['fetch_MBps']:.1f} MB/s (gateway {row['fetch_gateway_MBps']:.1f})",
+            f"{row['tahoe_get_MBps']:.1f} MB/s" if has_peer else "—",
+            f"{row['fetch_vs_tahoe']:.2f}×" if has_peer else "",
+            f"≥ {TARGET_SPEEDUP:g}× Tahoe",
+            _verdict(met, "fetch_MBps"),
+        )
+        t.add_row(
+            "",
+            "first byte, 64 KiB range",
+            f"{row['ttfb_ms']:.1f} ms (cold {row['ttfb_cold_ms']:.0f})",
+            f"{row['tahoe_ttfb_ms']:.0f} ms" if has_peer else "—",
+            f"{row['ttfb_vs_tahoe']:.2f}×" if has_peer else "",
+            f"≤ {TARGET_TTFB_MS:g} ms" + (" and < Tahoe" if has_peer else ""),
+            _verdict(met, "ttfb_ms"),
+        )
+    Console().print(t)
+
+
+def main(
+    json_out: bool = False,
+    quick: bool = False,
+    sizes: Sequence[int] | None = None,
+    reps: int | None = None,
+    tahoe_dir: Path | None = None,
+    no_tahoe: bool = False,
+) -> int:
+    """``--quick``: one rep of 8 MiB (a smoke run); otherwise 64 and 256 MiB, 3 reps.
+
+    Exit 1 when a step fails (the message names it); the targets do not set the code.
+    """
+    chosen_sizes = list(sizes) if sizes else ([8] if quick else [64, 256])
+    chosen_reps = reps if reps is not None else (1 if quick else 3)
+    peer_dir = None if no_tahoe else (tahoe_dir or tahoe.default_dir())
+    why = "--no-tahoe" if no_tahoe else "no ../shared/peers/tahoe beside the repository"
+    try:
+        result = run(chosen_sizes, chosen_reps, peer_dir, no_tahoe_reason=why)
+    except BenchError as exc:
+        print(f"storenode: error: bench e2e: {exc}", file=sys.stderr)
+        return 1
+    if json_out:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print_table(result)
+    return 0
