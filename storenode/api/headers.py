@@ -60,14 +60,18 @@ def content_disposition(name: str) -> str:
     name is a plain file name.
     """
     clean = _file_name(name)
-    ascii_name = (
-        unicodedata.normalize("NFKD", clean).encode("ascii", "ignore").decode("ascii")
-    ).strip() or _FALLBACK_NAME
-    ascii_name = ascii_name.replace("\\", "_").replace('"', "_")
+    ascii_name = _ascii_fallback(clean)
     value = f'inline; filename="{ascii_name}"'
     if ascii_name != clean:
         value += f"; filename*=UTF-8''{quote(clean, safe='')}"
     return value
+
+
+def _ascii_fallback(name: str) -> str:
+    """``name`` in ASCII for ``filename=``: accents dropped, no quote, still a plain name."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r'[/\\"]', "_", text).strip()
+    return text if text not in ("", ".", "..") else _FALLBACK_NAME
 
 
 def _file_name(name: str) -> str:
