@@ -1,538 +1,441 @@
-"""``storenode demo``: code a small catalogue into a LevelDB store, lose chunks, get it all back.
+"""``storenode demo`` (``make demo``): the whole product on a local network, in about a minute.
 
-The steps, each a function a test can drive on its own:
+Every step is a real command against real processes on 127.0.0.1, narrated
+in one line with its figures:
 
-1. write a catalogue (:func:`storenode.testing.catalogue.write_catalogue`):
-   a few synthesized WAV tracks and a larger random file;
-2. :func:`store_work`: cut each work into stripes, encode each stripe with
-   Reed–Solomon into n shards and store every shard as a chunk keyed by its
-   Merkle root, keeping its signed :class:`~storenode.publish.Manifest`;
-3. :func:`destroy_chunks`: delete n−k randomly chosen chunks of every stripe;
-4. :func:`verify_work`: read the surviving chunks back (the store verifies each
-   against its id), decode, check every stripe hash, the work's keccak256 (its
-   CID) and every byte against the original file.
+1. ``localnet up``: a validator (blocks every second, the gateway) and 10
+   hosts, each its own process (:mod:`storenode.localnet.processes`);
+2. a catalogue of three synthesized tracks
+   (:func:`storenode.testing.catalogue.write_catalogue`);
+3. ``storenode publish`` (a subprocess, the localnet's publisher home): each
+   track cut into stripes, 3-of-10 coded, one shard of each stripe per host,
+   storage contracts opened on the ledger;
+4. one track streamed back through the gateway (``GET /content/<cid>``) and
+   compared byte for byte; a ranged read (``Range``, 206) at a random offset
+   compared with the same bytes of the file;
+5. three hosts killed with SIGKILL, then ``storenode fetch`` of the track from
+   the seven left, compared byte for byte;
+6. a few challenge windows waited through (the validator's height);
+7. a table per host from the ledger: chunks, windows proven and missed,
+   earned, burned, reputation. The check: every host still running proved
+   windows and missed none since the kill; every killed host missed windows.
 
-Later issues grow this into the full local-network demo.
+``localnet down`` runs at the end whatever happened (an error, a failed
+check, Ctrl-C). The exit status is 0 only if every check passed.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
-import wave
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter
-from typing import Protocol
+from typing import Any, Final
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from storenode.coding.errors import CodingError
-from storenode.coding.kernel import backend_name
-from storenode.coding.rs import ReedSolomon
-from storenode.identity import Identity, keccak256
-from storenode.publish import (
-    Manifest,
-    ManifestError,
-    StripeEntry,
-    StripeLengthError,
-    encode_stripes,
-    join_stripes,
-    sign_manifest,
-    stripe_size_for,
-)
-from storenode.store import (
-    ChunkCorruptError,
-    ChunkNotFoundError,
-    ChunkStore,
-    LevelDBChunkStore,
-    StoreError,
+from contracts.encoding import format_tokens
+from storenode.ledger import load_genesis
+from storenode.ledger.messages import AccountInfo, ContractSummary
+from storenode.localnet import GENESIS_NAME
+from storenode.localnet.processes import (
+    UP_BLOCK_TIME,
+    UP_WINDOW_BLOCKS,
+    LocalnetRecord,
+    down,
+    fetch_status,
+    up,
 )
 from storenode.testing.catalogue import write_catalogue
 
-STRIPE_SIZE = 1 << 20
-K = 4
-N = 12
-SEED = 2024
-CAPACITY = 1 << 30
-MARKER = ".storenode-demo"
+HOSTS: Final = 10
+KILLED: Final = 3
+TRACKS: Final = 3
+TRACK_SECONDS: Final = 20.0
+"""The tracks last 16 to 24 s: 2.8 to 4.2 MB of CD-quality WAV each."""
+WINDOWS: Final = 3
+"""Challenge windows to wait through after the kill."""
+RANGE_BYTES: Final = 64 << 10
+CLI: Final = (sys.executable, "-m", "storenode.cli")
+CLI_TIMEOUT: Final = 120.0
+HTTP_TIMEOUT: Final = 30.0
+READ_SIZE: Final = 1 << 16
+MB: Final = 1e6
 
-MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg"}
-DEFAULT_MEDIA_TYPE = "application/octet-stream"
+_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Talks to the gateway on 127.0.0.1 directly, whatever proxy the environment names."""
 
 
 class DemoError(Exception):
-    """Base of the errors of the demo."""
+    """A step of the demo failed or a check did not hold; the message says which."""
 
 
-class WorkUnrecoverableError(DemoError):
-    """Fewer than k intact chunks of a stripe are left."""
+# -- figures and checks (pure) ----------------------------------------------------------
 
 
-class WorkMismatchError(DemoError):
-    """Decoded bytes differ from what the manifest or the original file says."""
+def rate(size: int, seconds: float) -> str:
+    return f"{size / MB / max(seconds, 1e-9):.1f} MB/s"
 
 
-class DemoParamsError(DemoError, ValueError):
-    """The sizes asked for make no demo (no works, or stripes that do not split into k)."""
-
-
-class WorkDirUnusableError(DemoError):
-    """The folder given with --dir holds files the demo did not write."""
-
-
-class ChunkReader(Protocol):
-    """What reading a work back needs of a store: verified reads."""
-
-    def get(self, chunk_id: bytes) -> bytes:
-        """The chunk's bytes, verified against its id; ``ChunkNotFoundError`` or
-        ``ChunkCorruptError`` otherwise."""
-        ...
-
-
-# -- the manifest ---------------------------------------------------------------
-
-PUBLISHER = Identity.from_seed(keccak256(b"storenode demo publisher"))
-"""The demo's publisher: a fixed key, so a run signs the same manifests every time."""
-
-
-def media_type(path: Path) -> str:
-    return MEDIA_TYPES.get(path.suffix.lower(), DEFAULT_MEDIA_TYPE)
-
-
-# -- the steps -------------------------------------------------------------------
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
-    manifest: Manifest
-    seconds: float
-    """Wall time to fingerprint, encode, hash and store the chunks."""
+class HostFigures:
+    """One host's standing on the ledger."""
 
-
-def store_work(
-    path: Path, store: ChunkStore, rs: ReedSolomon, *, stripe_size: int = STRIPE_SIZE
-) -> Stored:
-    """Encode the file at ``path`` and put every chunk in ``store`` (one batch per stripe)."""
-    if stripe_size <= 0 or stripe_size % rs.k:
-        raise ValueError(f"a stripe of {stripe_size} bytes does not split into k={rs.k} blocks")
-    data = path.read_bytes()
-    stripe_size = stripe_size_for(rs.k, stripe_size, length=len(data))
-    start = perf_counter()
-    stripes = []
-    for entry, shards in encode_stripes(data, k=rs.k, n=rs.n, stripe_size=stripe_size):
-        store.put_many(zip(entry.chunk_ids, shards, strict=True))
-        stripes.append(entry)
-    manifest = sign_manifest(
-        PUBLISHER,
-        cid=keccak256(data),
-        name=path.name,
-        media_type=media_type(path),
-        length=len(data),
-        k=rs.k,
-        n=rs.n,
-        stripe_size=stripe_size,
-        stripes=stripes,
-        created=int(time.time()),
-    )
-    return Stored(manifest, perf_counter() - start)
-
-
-@dataclass(frozen=True, slots=True)
-class Destroyed:
+    name: str
+    killed: bool
     chunks: int
-    data_chunks: int
-    """How many of them were data (systematic) shards, which decoding must rebuild."""
+    """Chunks its storage contracts cover."""
+    proven: int
+    missed: int
+    earned: int
+    """Base units paid to it for proven windows (after the burn)."""
+    burned: int
+    reputation: int
 
 
-def destroy_chunks(store: ChunkStore, manifest: Manifest, rng: random.Random) -> Destroyed:
-    """Delete n−k chunks of every stripe, chosen by ``rng`` afresh for each stripe."""
-    chunks = data_chunks = 0
-    for entry in manifest.stripes:
-        for index in rng.sample(range(manifest.n), manifest.n - manifest.k):
-            if store.delete(entry.chunk_ids[index]):
-                chunks += 1
-                data_chunks += index < manifest.k
-    return Destroyed(chunks, data_chunks)
+def host_figures(
+    name: str, *, killed: bool, account: AccountInfo, contracts: Sequence[ContractSummary]
+) -> HostFigures:
+    """A host's figures from its account and its contracts as host.
 
-
-def read_stripe(store: ChunkReader, rs: ReedSolomon, entry: StripeEntry, number: int) -> bytes:
-    """Decode one stripe from the first k chunks the store gives back intact.
-
-    Raises :class:`WorkUnrecoverableError` when fewer than k are left and
-    :class:`WorkMismatchError` when the decoded stripe does not match its hash.
+    Each proven window pays the contract's installment minus the burn, and the
+    burn is what the account counts as burned (a host burns nothing else here),
+    so what it earned is the installments of its proven windows minus its burns.
     """
-    indices: list[int] = []
-    shards: list[bytes] = []
-    corrupt: list[str] = []
-    for index, chunk_id in enumerate(entry.chunk_ids):
-        if len(shards) == rs.k:
-            break
-        try:
-            shards.append(store.get(chunk_id))  # verified against chunk_id
-        except ChunkNotFoundError:
-            continue
-        except ChunkCorruptError:
-            corrupt.append(f"shard {index}, chunk {chunk_id.hex()[:16]}…")
-            continue
-        indices.append(index)
-    if len(shards) < rs.k:
-        bad = f" (corrupt on disk: {', '.join(corrupt)})" if corrupt else ""
-        raise WorkUnrecoverableError(
-            f"stripe {number}: {len(shards)} intact chunks left, k={rs.k} needed{bad}"
-        )
-    stripe = rs.decode_stripe(indices, shards)
-    if hashlib.sha256(stripe).digest() != entry.sha256:
-        raise WorkMismatchError(f"stripe {number}: the decoded bytes do not match its hash")
-    return stripe
-
-
-def read_work(store: ChunkReader, manifest: Manifest) -> bytes:
-    """The work's bytes, decoded from the store and checked against its CID."""
-    rs = ReedSolomon(manifest.k, manifest.n)
-    stripes = [read_stripe(store, rs, entry, i) for i, entry in enumerate(manifest.stripes)]
-    try:
-        data = join_stripes(stripes, manifest.length)
-    except StripeLengthError as e:
-        raise WorkMismatchError(str(e)) from None
-    if keccak256(data) != manifest.cid:
-        raise WorkMismatchError("the decoded bytes do not hash to the work's CID")
-    return data
-
-
-@dataclass(frozen=True, slots=True)
-class Verified:
-    """The outcome of reading a work back and comparing it with the original."""
-
-    ok: bool
-    problem: str | None
-    chunks_read: int
-    seconds: float
-    """Wall time to read, decode and check the stripes and the CID."""
-
-
-def verify_work(store: ChunkReader, manifest: Manifest, original: Path) -> Verified:
-    """Read ``manifest``'s work back from ``store`` and compare every byte with ``original``.
-
-    Never raises for damage: a lost, corrupt or wrong chunk gives ``ok=False``
-    and a ``problem`` saying what was found.
-    """
-    reads = _CountingReader(store)
-    start = perf_counter()
-    try:
-        data = read_work(reads, manifest)
-    except (DemoError, CodingError, StoreError) as e:
-        return Verified(False, str(e), reads.count, perf_counter() - start)
-    seconds = perf_counter() - start
-    problem = _compare(data, original.read_bytes())
-    return Verified(problem is None, problem, reads.count, seconds)
-
-
-def _compare(data: bytes, original: bytes) -> str | None:
-    if data == original:
-        return None
-    if len(data) != len(original):
-        return f"decoded {len(data)} bytes, the original file has {len(original)}"
-    a, b = np.frombuffer(data, np.uint8), np.frombuffer(original, np.uint8)
-    return f"byte {int(np.flatnonzero(a != b)[0])} differs from the original file"
-
-
-class _CountingReader:
-    """Reads through to a store, counting the chunks that came back intact."""
-
-    def __init__(self, store: ChunkReader) -> None:
-        self._store = store
-        self.count = 0
-
-    def get(self, chunk_id: bytes) -> bytes:
-        data = self._store.get(chunk_id)
-        self.count += 1
-        return data
-
-
-# -- the command -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DemoParams:
-    seconds: float = 5.0
-    tracks: int = 3
-    random_mib: int = 24
-    k: int = K
-    n: int = N
-    stripe_size: int = STRIPE_SIZE
-    seed: int = SEED
-
-    def __post_init__(self) -> None:
-        if self.tracks < 0 or self.random_mib < 0 or self.tracks + self.random_mib == 0:
-            raise DemoParamsError("the catalogue needs at least one track or a random file")
-        if self.tracks and not self.seconds > 0:
-            raise DemoParamsError(f"tracks of {self.seconds} s: give a length above 0")
-        if self.stripe_size <= 0 or self.stripe_size % self.k:
-            raise DemoParamsError(
-                f"stripes of {self.stripe_size} bytes do not split into k={self.k} blocks"
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class WorkReport:
-    stored: Stored
-    destroyed: Destroyed
-    verified: Verified
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.stored.manifest
-
-
-def run_demo(
-    workdir: str | None = None,
-    keep: bool = False,
-    *,
-    seconds: float = 5.0,
-    tracks: int = 3,
-    random_mib: int = 24,
-    k: int = K,
-    n: int = N,
-    stripe_size: int = STRIPE_SIZE,
-    seed: int = SEED,
-    console: Console | None = None,
-) -> int:
-    """Run the demo in ``workdir`` (a temporary folder if None); 0 if every byte verified.
-
-    The keywords shrink or reshape the run (for tests); the CLI uses the defaults.
-    """
-    out = console or _console(stderr=False)
-    err = _console(stderr=True)
-    try:
-        rs = ReedSolomon(k, n)
-        params = DemoParams(seconds, tracks, random_mib, k, n, stripe_size, seed)
-        with _work_folder(workdir, keep) as folder:
-            reports = _run(folder, rs, params, out)
-    except (DemoError, ManifestError, StoreError, CodingError, OSError) as e:
-        _say(err, f"storenode demo: {e}")
-        return 1
-    rc = _verdict(reports, params, out, err)
-    if keep:
-        _say(out, f"kept the catalogue and the store in {folder}")
-    return rc
-
-
-def _console(*, stderr: bool) -> Console:
-    """A console for the demo's output; 120 columns when it is not a terminal (logs, pipes)."""
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    return console
-
-
-def _run(folder: Path, rs: ReedSolomon, params: DemoParams, out: Console) -> list[WorkReport]:
-    _say(
-        out,
-        ("storenode demo", "bold"),
-        f": Reed–Solomon k={rs.k} n={rs.n} over {_size(params.stripe_size)} stripes, "
-        f"GF(2^8) kernel {backend_name()}",
+    burned = int(account.burned)
+    gross = sum(int(c.price_per_window) * c.windows_proven for c in contracts)
+    return HostFigures(
+        name=name,
+        killed=killed,
+        chunks=sum(c.chunk_count for c in contracts if c.status != "closed"),
+        proven=account.windows_proven,
+        missed=account.windows_missed,
+        earned=gross - burned,
+        burned=burned,
+        reputation=int(account.reputation),
     )
-    paths = _step_catalogue(folder / "catalogue", params, out)
-    total = sum(p.stat().st_size for p in paths)
-    capacity = max(CAPACITY, 2 * total * rs.n // rs.k)
-    with LevelDBChunkStore(folder / "store", capacity=capacity) as store:
-        stored = _step_store(paths, store, rs, params.stripe_size, out)
-        destroyed = _step_destroy(stored, store, random.Random(params.seed), out)
-        verified = [verify_work(store, s.manifest, p) for s, p in zip(stored, paths, strict=True)]
-        _say(
-            out,
-            f"4. read back the {rs.k} chunks left of every stripe, decoded, "
-            "checked stripe hashes, CIDs and every byte",
-        )
-        reports = [WorkReport(*r) for r in zip(stored, destroyed, verified, strict=True)]
-        out.print(_table(reports))
-        _say(
-            out,
-            f"kernel {backend_name()} · k={rs.k} n={rs.n} · the store holds "
-            f"{store.chunk_count} chunks, {store.used_bytes:,} bytes ({_size(store.used_bytes)}) "
-            f"of {_size(store.capacity)}",
-        )
-    return reports
 
 
-def _step_catalogue(directory: Path, params: DemoParams, out: Console) -> list[Path]:
-    paths = write_catalogue(
-        directory, seconds=params.seconds, tracks=params.tracks, random_mib=params.random_mib
-    )
-    total = sum(p.stat().st_size for p in paths)
-    _say(out, f"1. wrote a catalogue of {len(paths)} works ({_size(total)}) to {directory}")
-    grid = Table.grid(padding=(0, 2))
-    for p in paths:
-        grid.add_row("", Text(p.name), media_type(p), _describe(p), f"{p.stat().st_size:,} bytes")
-    grid.columns[-1].justify = "right"
-    out.print(grid)
-    return paths
+def window_problems(
+    before: Mapping[str, tuple[int, int]],
+    after: Mapping[str, tuple[int, int]],
+    killed: set[str],
+) -> list[str]:
+    """What is wrong with the windows settled between two snapshots of
+    ``name -> (proven, missed)``: a running host must have proved windows and
+    missed none; a killed host must have missed windows."""
+    problems = []
+    for name, (proven, missed) in sorted(after.items()):
+        was_proven, was_missed = before.get(name, (0, 0))
+        if name in killed:
+            if missed <= was_missed:
+                problems.append(f"{name} was killed but missed no window")
+        elif proven <= was_proven:
+            problems.append(f"{name} runs but proved no window")
+        elif missed > was_missed:
+            problems.append(f"{name} runs but missed {missed - was_missed} windows")
+    return problems
 
 
-def _step_store(
-    paths: Sequence[Path],
-    store: LevelDBChunkStore,
-    rs: ReedSolomon,
-    stripe_size: int,
-    out: Console,
-) -> list[Stored]:
-    folder = store.path
-    stored = [store_work(p, store, rs, stripe_size=stripe_size) for p in paths]
-    stripes = sum(len(s.manifest.stripes) for s in stored)
-    chunks = sum(s.manifest.chunk_count for s in stored)
-    _say(
-        out,
-        f"2. encoded {stripes} stripes into {chunks} chunks, "
-        f"stored under their Merkle roots in {folder}",
-    )
-    grid = Table.grid(padding=(0, 2))
-    for s in stored:
-        grid.add_row("", Text(s.manifest.name), f"CID (keccak256) {s.manifest.cid.hex()}")
-    out.print(grid)
-    return stored
-
-
-def _step_destroy(
-    stored: Sequence[Stored], store: ChunkStore, rng: random.Random, out: Console
-) -> list[Destroyed]:
-    destroyed = [destroy_chunks(store, s.manifest, rng) for s in stored]
-    m = stored[0].manifest
-    _say(
-        out,
-        f"3. destroyed {m.n - m.k} of the {m.n} chunks of every stripe, chosen at random: "
-        f"{sum(d.chunks for d in destroyed)} chunks, "
-        f"{sum(d.data_chunks for d in destroyed)} of them data chunks",
-    )
-    return destroyed
-
-
-def _describe(path: Path) -> str:
-    """A few words on a file: the format of a WAV track, else nothing."""
-    if media_type(path) != "audio/wav":
-        return ""
-    with wave.open(str(path), "rb") as w:
-        rate, frames = w.getframerate(), w.getnframes()
-        channels, bits = w.getnchannels(), 8 * w.getsampwidth()
-    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels} channels")
-    return f"{frames / rate:.1f} s, {rate / 1000:g} kHz {bits}-bit {layout} PCM"
-
-
-def _verdict(reports: Sequence[WorkReport], params: DemoParams, out: Console, err: Console) -> int:
-    failed = [r for r in reports if not r.verified.ok]
-    if not failed:
-        _say(
-            out,
-            (f"all {len(reports)} works verified", "bold green"),
-            f": every byte came back after losing {params.n - params.k} of the {params.n} "
-            "chunks of every stripe",
-        )
-        return 0
-    _say(
-        err,
-        f"storenode demo: {len(failed)} of {len(reports)} works did not verify "
-        "(run with --keep to inspect the store):",
-    )
-    for r in failed:
-        _say(err, f"  {r.manifest.name}: {r.verified.problem}")
-    return 1
-
-
-def _table(reports: Sequence[WorkReport]) -> Table:
-    table = Table(title="the catalogue, round trip", title_justify="left", title_style="bold")
-    table.add_column("work", no_wrap=True)
-    headers = (
-        "bytes",
-        "stripes",
-        "chunks\nstored",
-        "chunks\ndestroyed",
-        "chunks\nread",
-        "encode\n+store",
-        "decode",
-        "MB/s\nenc/dec",
-    )
-    for header in headers:
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("verified", justify="center")
-    for r in reports:
-        m, s, v = r.manifest, r.stored, r.verified
+def host_table(hosts: Sequence[HostFigures]) -> Table:
+    table = Table("host", "state", "chunks", "proven", "missed", "earned", "burned", "reputation")
+    for h in hosts:
         table.add_row(
-            Text(m.name),
-            f"{m.length:,}",
-            str(len(m.stripes)),
-            str(m.chunk_count),
-            str(r.destroyed.chunks),
-            str(v.chunks_read),
-            f"{s.seconds:.3f} s",
-            f"{v.seconds:.3f} s",
-            f"{_rate(m.length, s.seconds)} / {_rate(m.length, v.seconds)}",
-            Text("✓", style="green") if v.ok else Text("✗", style="bold red"),
+            h.name,
+            "[red]killed[/red]" if h.killed else "[green]running[/green]",
+            str(h.chunks),
+            str(h.proven),
+            f"[red]{h.missed}[/red]" if h.missed else "0",
+            format_tokens(h.earned),
+            format_tokens(h.burned),
+            format_tokens(h.reputation),
         )
     return table
 
 
-def _say(console: Console, *parts: str | tuple[str, str]) -> None:
-    """Print one line: plain strings, or (text, style) pairs; never parsed as markup."""
-    console.print(Text.assemble(*parts), soft_wrap=True)
+# -- talking to the network ---------------------------------------------------------------
 
 
-def _rate(size: int, seconds: float) -> str:
-    return f"{size / seconds / 1e6:.0f}" if seconds > 0 else "-"
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
-# -- the work folder ---------------------------------------------------------------
-
-_PARTS = ("catalogue", "store")
-
-
-@contextmanager
-def _work_folder(workdir: str | None, keep: bool) -> Iterator[Path]:
-    """The folder to work in; removed afterwards (only what the demo wrote) unless ``keep``."""
-    if workdir is None:
-        folder, made = Path(tempfile.mkdtemp(prefix="storenode-demo-")), True
-    else:
-        folder = Path(workdir)
-        made = not folder.exists()
-        _prepare(folder)
+def storenode(home: Path, *args: str, timeout: float = CLI_TIMEOUT) -> dict[str, Any]:
+    """``storenode --home HOME ARGS --json``: its JSON object, or :class:`DemoError`
+    with what it wrote on stderr."""
+    argv = [*CLI, "--home", str(home), *args, "--json"]
     try:
-        yield folder
-    finally:
-        if not keep and made:
-            shutil.rmtree(folder, ignore_errors=True)
-        elif not keep:
-            _clean(folder)
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise DemoError(f"`storenode {' '.join(args)}` did not finish in {timeout:g} s") from None
+    if done.returncode != 0:
+        raise DemoError(
+            f"`storenode {' '.join(args)}` exited {done.returncode}: {done.stderr.strip()}"
+        )
+    try:
+        doc = json.loads(done.stdout)
+    except ValueError:
+        raise DemoError(f"`storenode {' '.join(args)}` printed no JSON: {done.stdout!r}") from None
+    if not isinstance(doc, dict):
+        raise DemoError(f"`storenode {' '.join(args)}` printed {doc!r}")
+    return doc
 
 
-def _prepare(folder: Path) -> None:
-    """Make ``folder`` ready: clear what an earlier demo left, refuse anything else."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ours = (folder / MARKER).exists()
-    for part in _PARTS:
-        if (folder / part).exists() and not ours:
-            raise WorkDirUnusableError(
-                f"{folder / part} exists and was not written by storenode demo: "
-                "pick another --dir, or an empty or new folder"
+@dataclass(frozen=True, slots=True)
+class HttpRead:
+    status: int
+    body: bytes
+    first_byte: float
+    """Seconds from sending the request to the first byte of the body."""
+    seconds: float
+
+
+def http_get(url: str, *, headers: Mapping[str, str] | None = None) -> HttpRead:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    start = time.perf_counter()
+    try:
+        with _OPENER.open(request, timeout=HTTP_TIMEOUT) as reply:
+            first = reply.read1(READ_SIZE)
+            first_byte = time.perf_counter() - start
+            body = first + reply.read()
+            return HttpRead(reply.status, body, first_byte, time.perf_counter() - start)
+    except OSError as exc:  # HTTPError (an error status) and URLError are OSErrors
+        raise DemoError(f"GET {url} failed: {exc}") from None
+
+
+def ledger_figures(
+    record: LocalnetRecord, names: Sequence[str], killed: set[str]
+) -> list[HostFigures]:
+    """Each host's figures, read from the validator through the publisher's home."""
+    import trio
+
+    from storenode.client.ledger import open_home_client
+    from storenode.home import open_home
+
+    publisher = open_home(record.publisher_home)
+
+    async def read() -> list[HostFigures]:
+        out = []
+        async with open_home_client(publisher) as client:
+            for name in names:
+                address = open_home(record.node(name).home).identity().address
+                account = await client.call_account(address)
+                contracts = await client.all_contracts(address, "host")
+                out.append(
+                    host_figures(name, killed=name in killed, account=account, contracts=contracts)
+                )
+        return out
+
+    return trio.run(read)
+
+
+def height(record: LocalnetRecord) -> int:
+    validator = next(n for n in record.nodes if n.role == "validator")
+    doc = fetch_status(validator.http) if validator.http else None
+    if doc is None or not isinstance(doc.get("height"), int):
+        raise DemoError(f"the validator does not answer /api/status: see {validator.log_path}")
+    return int(doc["height"])
+
+
+def wait_for_height(record: LocalnetRecord, target: int, *, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while (now := height(record)) < target:
+        if time.monotonic() > deadline:
+            raise DemoError(f"the chain is at height {now}, not {target}, after {timeout:g} s")
+        time.sleep(0.25)
+    return now
+
+
+# -- the demo ------------------------------------------------------------------------------
+
+
+class Demo:
+    """The steps, in order, sharing the localnet and what each step learnt."""
+
+    def __init__(self, folder: Path, console: Console, *, hosts: int, seed: int) -> None:
+        self.folder = folder
+        self.console = console
+        self.hosts = hosts
+        self.rng = random.Random(seed)
+        self.step_no = 0
+        self.record: LocalnetRecord | None = None
+
+    def say(self, text: str) -> None:
+        self.step_no += 1
+        self.console.print(f"[bold]{self.step_no}.[/bold] {text}")
+
+    @property
+    def net(self) -> LocalnetRecord:
+        assert self.record is not None, "the localnet is up from the first step on"
+        return self.record
+
+    def run(self) -> None:
+        self.start_network()
+        tracks = self.write_tracks()
+        works = self.publish(tracks)
+        track, cid = tracks[0], works[tracks[0].name]
+        self.stream(track, cid)
+        killed = self.kill_hosts()
+        before = {h.name: (h.proven, h.missed) for h in self.figures(set())}
+        self.fetch(track, cid, killed)
+        figures = self.wait_windows(killed)
+        self.console.print(host_table(figures), soft_wrap=False)
+        after = {h.name: (h.proven, h.missed) for h in figures}
+        problems = window_problems(before, after, killed)
+        if problems:
+            raise DemoError("; ".join(problems))
+
+    def start_network(self) -> None:
+        start = time.perf_counter()
+        self.record = up(self.folder / "localnet", hosts=self.hosts)
+        self.say(
+            f"localnet up in {time.perf_counter() - start:.1f} s: a validator and "
+            f"{len(self.net.hosts)} hosts, each its own process on 127.0.0.1 (a block every "
+            f"{UP_BLOCK_TIME} s, challenge windows of {UP_WINDOW_BLOCKS} blocks); "
+            f"gateway {self.net.gateway}"
+        )
+
+    def write_tracks(self) -> list[Path]:
+        start = time.perf_counter()
+        paths = write_catalogue(
+            self.folder / "catalogue", seconds=TRACK_SECONDS, tracks=TRACKS, random_mib=0
+        )
+        size = sum(p.stat().st_size for p in paths)
+        self.say(
+            f"catalogue: {len(paths)} synthesized tracks, 44.1 kHz stereo WAV, "
+            f"{size / MB:.1f} MB, in {time.perf_counter() - start:.1f} s"
+        )
+        return paths
+
+    def publish(self, tracks: list[Path]) -> dict[str, str]:
+        start = time.perf_counter()
+        doc = storenode(self.net.publisher_home, "publish", str(tracks[0].parent))
+        seconds = time.perf_counter() - start
+        works = {Path(w["path"]).name: str(w["cid"]) for w in doc["works"]}
+        missing = sorted({t.name for t in tracks} - set(works))
+        if missing:
+            raise DemoError(f"publish did not publish {', '.join(missing)}")
+        size = sum(int(w["bytes"]) for w in doc["works"])
+        hosts = {h for w in doc["works"] for h in w["hosts"]}
+        self.say(
+            f"published {len(works)} works ({size / MB:.1f} MB) in {seconds:.1f} s "
+            f"({rate(size, seconds)}, with the ledger): 3-of-10 coded stripes on "
+            f"{len(hosts)} hosts, storage contracts open"
+        )
+        return works
+
+    def stream(self, track: Path, cid: str) -> None:
+        data = track.read_bytes()
+        url = f"{self.net.gateway}/content/{cid}"
+        full = http_get(url)
+        if full.status != 200 or full.body != data:
+            raise DemoError(
+                f"the gateway answered {full.status} with {len(full.body)} bytes that "
+                f"{'differ from' if len(full.body) == len(data) else 'are not'} {track.name}"
             )
-    _clean(folder)
-    (folder / MARKER).write_text("written by storenode demo; safe to delete\n")
+        offset = self.rng.randrange(0, len(data) - RANGE_BYTES)
+        end = offset + RANGE_BYTES - 1
+        part = http_get(url, headers={"Range": f"bytes={offset}-{end}"})
+        if part.status != 206 or part.body != data[offset : end + 1]:
+            raise DemoError(
+                f"a ranged read of bytes {offset}-{end} answered {part.status} "
+                "with bytes that are not the file's"
+            )
+        self.say(
+            f"streamed {track.name} through the gateway: {len(data) / MB:.1f} MB in "
+            f"{ms(full.seconds)} ({rate(len(data), full.seconds)}), first byte after "
+            f"{ms(full.first_byte)}, every byte matches; a 64 KiB range at offset "
+            f"{offset:,}: 206 in {ms(part.seconds)}, bytes match"
+        )
+
+    def kill_hosts(self) -> set[str]:
+        victims = self.rng.sample(list(self.net.hosts), KILLED)
+        for node in victims:
+            os.kill(node.pid, signal.SIGKILL)
+        return {n.name for n in victims}
+
+    def fetch(self, track: Path, cid: str, killed: set[str]) -> None:
+        out = self.folder / f"fetched-{track.name}"
+        start = time.perf_counter()
+        storenode(self.net.publisher_home, "fetch", cid, "-o", str(out))
+        seconds = time.perf_counter() - start
+        data = track.read_bytes()
+        if out.read_bytes() != data:
+            raise DemoError(f"storenode fetch wrote bytes that are not {track.name}'s")
+        self.say(
+            f"killed {len(killed)} hosts ({', '.join(sorted(killed))}) with SIGKILL and "
+            f"fetched {track.name} again from the {self.hosts - len(killed)} left: "
+            f"{len(data) / MB:.1f} MB in {seconds:.2f} s ({rate(len(data), seconds)}, "
+            "with the process start), every byte matches"
+        )
+
+    def wait_windows(self, killed: set[str]) -> list[HostFigures]:
+        window = load_genesis(self.net.directory / GENESIS_NAME).window_blocks
+        start, began = height(self.net), time.perf_counter()
+        target = start + (WINDOWS + 1) * window
+        reached = wait_for_height(self.net, target, timeout=(WINDOWS + 2) * window * 2.0)
+        figures = self.figures(killed)
+        self.say(
+            f"waited through {WINDOWS} challenge windows (height {start} -> {reached}, "
+            f"{time.perf_counter() - began:.0f} s): the running hosts proved theirs, "
+            "the killed ones missed theirs"
+        )
+        return figures
+
+    def figures(self, killed: set[str]) -> list[HostFigures]:
+        return ledger_figures(self.net, [n.name for n in self.net.hosts], killed)
 
 
-def _clean(folder: Path) -> None:
-    for part in _PARTS:
-        shutil.rmtree(folder / part, ignore_errors=True)
-    (folder / MARKER).unlink(missing_ok=True)
+def run_demo(
+    workdir: str | Path | None = None,
+    *,
+    keep: bool = False,
+    hosts: int = HOSTS,
+    seed: int | None = None,
+    console: Console | None = None,
+) -> int:
+    """Run the demo in ``workdir`` (new or empty; default a temporary folder,
+    removed afterwards unless ``keep``). 0 if every check passed, else 1."""
+    console = console or Console(highlight=False)
+    if hosts < KILLED + 3:
+        console.print(f"the demo kills {KILLED} hosts and needs 3 left: give at least 6 hosts")
+        return 2
+    folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="storenode-demo-"))
+    demo = Demo(
+        folder, console, hosts=hosts, seed=random.randrange(1 << 32) if seed is None else seed
+    )
+    console.print(f"[bold]storenode demo[/bold] in {folder}")
+    start = time.perf_counter()
+    try:
+        demo.run()
+    except DemoError as exc:
+        console.print(f"[bold red]FAILED[/bold red]: {exc}")
+        return 1
+    finally:
+        _stop(demo, console)
+        if workdir is None and not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    console.print(
+        f"[bold green]every check passed[/bold green] in {time.perf_counter() - start:.0f} s"
+    )
+    return 0
+
+
+def _stop(demo: Demo, console: Console) -> None:
+    if demo.record is None and not (demo.folder / "localnet" / "localnet.json").exists():
+        return
+    report = down(demo.folder / "localnet")
+    stopped = len(report.stopped) + len(report.killed)
+    console.print(f"localnet down: stopped {stopped} nodes")

@@ -1,4 +1,4 @@
-"""``storenode demo`` (erasure coding end to end, in a local store) and
+"""``storenode demo`` (the product end to end on a local network) and
 ``storenode bench`` (speed, side by side with a peer)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 def _cmd_demo(args: argparse.Namespace) -> int:
     from storenode.demo import run_demo
 
-    return run_demo(workdir=args.dir, keep=args.keep)
+    return run_demo(workdir=args.dir, keep=args.keep, hosts=args.hosts, seed=args.seed)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -67,10 +67,17 @@ def _tahoe_arg(text: str) -> Path:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
-        "demo", help="code a small catalogue into a LevelDB store, lose chunks, recover it"
+        "demo",
+        help="a localnet of 10 hosts: publish, stream, kill 3 hosts, fetch, watch them miss proofs",
     )
-    demo.add_argument("--dir", default=None, help="work in DIR (default: a temporary folder)")
+    demo.add_argument(
+        "--dir", default=None, help="work in DIR, new or empty (default: a temporary folder)"
+    )
     demo.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
+    demo.add_argument("--hosts", type=int, default=10, metavar="N", help="hosts to start (10)")
+    demo.add_argument(
+        "--seed", type=int, default=None, help="which hosts die and which range is read"
+    )
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="measure speed, side by side with a peer")

@@ -1,23 +1,17 @@
-"""`storenode demo`: the catalogue it writes, the round trip, and that it notices damage."""
+"""`storenode demo`: the catalogue it writes, the figures it shows per host, and
+the checks that decide its exit status (the run itself is in tests/e2e)."""
 
 from __future__ import annotations
 
 import io
-import random
-import subprocess
-import sys
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
-import plyvel
-import pytest
 from rich.console import Console
 
-from storenode.coding.rs import ReedSolomon
-from storenode.demo import Manifest, destroy_chunks, run_demo, store_work, verify_work
-from storenode.store import LevelDBChunkStore
-from storenode.store.leveldb import DATA_PREFIX
+from contracts import tokens
+from storenode.demo import host_figures, host_table, rate, run_demo, window_problems
+from storenode.ledger.messages import AccountInfo, ContractSummary
 from storenode.testing.catalogue import (
     SAMPLE_RATE,
     synth_track,
@@ -25,9 +19,6 @@ from storenode.testing.catalogue import (
     track_seconds,
     write_catalogue,
 )
-
-CAPACITY = 1 << 30
-SMALL_STRIPE = 64 << 10
 
 
 def _quiet() -> tuple[Console, io.StringIO]:
@@ -70,176 +61,116 @@ def test_a_track_is_music_not_silence() -> None:
     assert 20_000 < peak <= 32_767  # normalized near full scale, never clipped
 
 
-# -- the round trip ----------------------------------------------------------------------
+# -- the figures per host ----------------------------------------------------------------
+
+ADDRESS = b"\x11" * 20
 
 
-def test_demo_recovers_every_byte_and_exits_0(tmp_path: Path) -> None:
-    console, out = _quiet()
-    workdir = tmp_path / "demo"
-
-    rc = run_demo(str(workdir), keep=True, seconds=1.0, tracks=2, random_mib=2, console=console)
-
-    assert rc == 0, out.getvalue()
-    text = out.getvalue()
-    for name in ("track-01.wav", "track-02.wav", "random-2MiB.bin"):
-        assert name in text
-    assert "all 3 works verified" in text
-    assert "✗" not in text
-    for path, seconds in zip(
-        sorted((workdir / "catalogue").glob("*.wav")), track_seconds(1.0, 2), strict=True
-    ):
-        with wave.open(str(path), "rb") as w:
-            assert (w.getnchannels(), w.getframerate()) == (2, SAMPLE_RATE)
-            assert w.getnframes() / w.getframerate() == pytest.approx(seconds)
-
-
-def test_demo_removes_the_folder_it_made_unless_kept(tmp_path: Path) -> None:
-    console, _ = _quiet()
-    workdir = tmp_path / "demo"
-
-    assert run_demo(str(workdir), keep=False, tracks=1, random_mib=0, console=console) == 0
-
-    assert not workdir.exists()
-
-
-def test_demo_in_an_existing_folder_leaves_other_files_alone(tmp_path: Path) -> None:
-    console, _ = _quiet()
-    (tmp_path / "notes.txt").write_text("mine")
-
-    assert run_demo(str(tmp_path), keep=False, tracks=1, random_mib=0, console=console) == 0
-    assert run_demo(str(tmp_path), keep=True, tracks=1, random_mib=0, console=console) == 0
-    assert run_demo(str(tmp_path), keep=False, tracks=1, random_mib=0, console=console) == 0
-
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-
-
-def test_demo_refuses_a_folder_whose_store_it_did_not_write(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    console, _ = _quiet()
-    (tmp_path / "store").mkdir()
-    (tmp_path / "store" / "precious").write_text("data")
-
-    assert run_demo(str(tmp_path), keep=False, tracks=1, random_mib=0, console=console) == 1
-
-    assert "was not written by storenode demo" in capsys.readouterr().err
-    assert (tmp_path / "store" / "precious").read_text() == "data"
-
-
-def test_demo_rejects_impossible_coding_parameters(capsys: pytest.CaptureFixture[str]) -> None:
-    console, _ = _quiet()
-
-    assert run_demo(None, keep=False, k=8, n=4, console=console) == 1
-
-    assert capsys.readouterr().err.startswith("storenode demo: ")
-
-
-# -- noticing damage ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def stored_work(tmp_path: Path) -> Iterator[tuple[Path, Path, Manifest]]:
-    """A 200 KiB work coded into a LevelDB store with n-k chunks of every stripe destroyed.
-
-    Yields (the original file, the store's path, the manifest); the store is closed.
-    """
-    original = tmp_path / "work.bin"
-    original.write_bytes(random.Random(1).randbytes(200 << 10))
-    store_path = tmp_path / "store"
-    with LevelDBChunkStore(store_path, capacity=CAPACITY) as store:
-        manifest = store_work(
-            original, store, ReedSolomon(4, 12), stripe_size=SMALL_STRIPE
-        ).manifest
-        destroy_chunks(store, manifest, random.Random(5))
-    yield original, store_path, manifest
-
-
-def _survivors(store_path: Path, manifest: Manifest, stripe: int) -> list[bytes]:
-    with LevelDBChunkStore(store_path, capacity=CAPACITY) as store:
-        return [c for c in manifest.stripes[stripe].chunk_ids if store.has(c)]
-
-
-def _verify(store_path: Path, manifest: Manifest, original: Path) -> tuple[bool, str | None]:
-    with LevelDBChunkStore(store_path, capacity=CAPACITY) as store:
-        v = verify_work(store, manifest, original)
-    return v.ok, v.problem
-
-
-def test_intact_survivors_decode_to_the_original(
-    stored_work: tuple[Path, Path, Manifest],
-) -> None:
-    original, store_path, manifest = stored_work
-
-    assert len(manifest.stripes) == 4
-    assert all(len(_survivors(store_path, manifest, s)) == 4 for s in range(4))
-    assert _verify(store_path, manifest, original) == (True, None)
-
-
-def test_a_surviving_chunk_corrupted_on_disk_fails_verification(
-    stored_work: tuple[Path, Path, Manifest],
-) -> None:
-    original, store_path, manifest = stored_work
-    victim = _survivors(store_path, manifest, 2)[0]
-    db = plyvel.DB(str(store_path))
-    key = DATA_PREFIX + victim
-    data = bytearray(db.get(key))
-    data[100] ^= 0x01
-    db.put(key, bytes(data), sync=True)
-    db.close()
-
-    ok, problem = _verify(store_path, manifest, original)
-
-    assert not ok
-    assert problem is not None
-    assert "stripe 2" in problem
-    assert "corrupt" in problem
-    assert victim.hex()[:16] in problem
-
-
-def test_losing_more_than_n_minus_k_chunks_fails_verification(
-    stored_work: tuple[Path, Path, Manifest],
-) -> None:
-    original, store_path, manifest = stored_work
-    victim = _survivors(store_path, manifest, 3)[-1]
-    with LevelDBChunkStore(store_path, capacity=CAPACITY) as store:
-        assert store.delete(victim)
-
-    ok, problem = _verify(store_path, manifest, original)
-
-    assert not ok
-    assert problem == "stripe 3: 3 intact chunks left, k=4 needed"
-
-
-def test_a_changed_original_file_fails_verification(
-    stored_work: tuple[Path, Path, Manifest],
-) -> None:
-    original, store_path, manifest = stored_work
-    data = bytearray(original.read_bytes())
-    data[123_456] ^= 0xFF
-    original.write_bytes(bytes(data))
-
-    ok, problem = _verify(store_path, manifest, original)
-
-    assert not ok
-    assert problem == "byte 123456 differs from the original file"
-
-
-# -- the command ------------------------------------------------------------------------
-
-
-def test_storenode_demo_command_verifies_the_catalogue(tmp_path: Path) -> None:
-    workdir = tmp_path / "demo"
-
-    done = subprocess.run(
-        [sys.executable, "-m", "storenode.cli", "demo", "--dir", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+def _account(*, proven: int, missed: int, burned: int, reputation: int) -> AccountInfo:
+    return AccountInfo(
+        address=ADDRESS,
+        height=40,
+        balance=str(tokens(10_000)),
+        nonce=3,
+        next_nonce=3,
+        burned=str(burned),
+        reputation=str(reputation),
+        windows_proven=proven,
+        windows_missed=missed,
     )
 
-    assert done.returncode == 0, done.stderr
-    for name in ("track-01.wav", "track-02.wav", "track-03.wav", "random-24MiB.bin"):
-        assert name in done.stdout
-    assert "all 4 works verified" in done.stdout
-    assert not workdir.exists()
+
+def _contract(*, chunks: int, price: int, proven: int, missed: int, status: str) -> ContractSummary:
+    return ContractSummary(
+        contract_id=b"\x22" * 32,
+        publisher=b"\x33" * 20,
+        host=ADDRESS,
+        status=status,  # type: ignore[arg-type]
+        root=b"\x44" * 32,
+        chunk_count=chunks,
+        chunk_size=1 << 16,
+        price_per_window=str(price),
+        windows=100,
+        window_blocks=5,
+        window=proven + missed,
+        windows_proven=proven,
+        windows_missed=missed,
+        escrow=str(price * (100 - proven - missed)),
+        collateral=str(price * 50),
+        revision=0,
+        opened_height=10,
+    )
+
+
+def test_a_host_earned_the_installments_of_its_proven_windows_less_the_burn() -> None:
+    contracts = [
+        _contract(chunks=4, price=1_000, proven=3, missed=1, status="active"),
+        _contract(chunks=2, price=500, proven=2, missed=0, status="active"),
+        _contract(chunks=9, price=700, proven=1, missed=0, status="closed"),
+    ]
+    burned = 3 * 20 + 2 * 10 + 14  # 2% of each installment, rounded up
+    figures = host_figures(
+        "node-1",
+        killed=False,
+        account=_account(proven=6, missed=1, burned=burned, reputation=77),
+        contracts=contracts,
+    )
+
+    assert figures.earned == 3 * 1_000 + 2 * 500 + 700 - burned
+    assert figures.burned == burned
+    assert figures.chunks == 6  # the closed contract's chunks are no longer kept
+    assert (figures.proven, figures.missed, figures.reputation) == (6, 1, 77)
+
+
+def test_the_table_shows_each_host_state_and_its_windows() -> None:
+    rows = [
+        host_figures(
+            "node-1",
+            killed=False,
+            account=_account(proven=5, missed=0, burned=10, reputation=9),
+            contracts=[_contract(chunks=3, price=500, proven=5, missed=0, status="active")],
+        ),
+        host_figures(
+            "node-2",
+            killed=True,
+            account=_account(proven=1, missed=4, burned=2, reputation=1),
+            contracts=[_contract(chunks=3, price=500, proven=1, missed=4, status="active")],
+        ),
+    ]
+    console, out = _quiet()
+    console.print(host_table(rows))
+
+    rows_text = {}
+    for line in out.getvalue().splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0].startswith("node-"):
+            rows_text[cells[0]] = cells[1:5]
+    # state, chunks, proven, missed
+    assert rows_text == {"node-1": ["running", "3", "5", "0"], "node-2": ["killed", "3", "1", "4"]}
+
+
+def test_running_hosts_must_prove_and_killed_hosts_must_miss() -> None:
+    before = {"node-1": (3, 0), "node-2": (3, 1), "node-3": (2, 0)}
+    good = {"node-1": (5, 0), "node-2": (4, 1), "node-3": (2, 3)}
+    assert window_problems(before, good, {"node-3"}) == []
+
+    bad = {"node-1": (3, 0), "node-2": (5, 2), "node-3": (4, 0)}
+    assert window_problems(before, bad, {"node-3"}) == [
+        "node-1 runs but proved no window",
+        "node-2 runs but missed 1 windows",
+        "node-3 was killed but missed no window",
+    ]
+
+
+def test_rates_are_megabytes_per_second() -> None:
+    assert rate(25_000_000, 2.0) == "12.5 MB/s"
+    assert rate(1, 0.0).endswith("MB/s")  # no division by zero
+
+
+def test_a_demo_that_cannot_survive_its_kills_is_refused_before_starting(
+    tmp_path: Path,
+) -> None:
+    console, out = _quiet()
+    assert run_demo(tmp_path / "demo", hosts=5, console=console) == 2
+    assert "at least 6 hosts" in out.getvalue()
+    assert not (tmp_path / "demo").exists()
