@@ -10,8 +10,9 @@ Routes (docs/specs/http.md has the full contract):
 
 Errors are JSON ``{"error": "<what happened and what to do>"}``. Each
 :class:`~storenode.client.content.ContentError` has its own status: not found
-404, payment required 402, too few hosts 503, hosts sent bad data 502. An
-error after the headers went out cannot change the status any more: the
+404, payment required 402, too few hosts 503, hosts sent bad data 502. The
+headers wait for the first piece of the body, so an error before it still
+gets its status; an error after it cannot change the status any more: the
 response is cut short (the connection closes before Content-Length bytes),
 which every HTTP client reports as an incomplete body, and the node logs why.
 """
@@ -144,8 +145,9 @@ class _Routes:
 class _WorkResponse(Response):
     """Streams bytes of a work from a :class:`ContentSource` as they come.
 
-    The status and Content-Length go out first. A :class:`ContentError` in the
-    middle ends the response without its last message, so the server closes
+    The status and Content-Length go out with the first piece; a
+    :class:`ContentError` before it becomes an error response instead. One in
+    the middle ends the response without its last message, so the server closes
     the connection and the client sees fewer bytes than announced: the only
     honest signal left once a 200 is on the wire. A client that hangs up
     cancels the read, so the node stops fetching stripes nobody will get.

@@ -94,6 +94,7 @@ async def test_a_whole_work_comes_back_byte_exact_with_its_headers() -> None:
         "filename*=UTF-8''Track%2001%20%E2%80%93%20Intro.wav"
     )
     assert "content-range" not in reply.headers
+    assert reply.headers["content-security-policy"] == "sandbox"
 
 
 async def test_ranges_at_random_offsets_come_back_byte_exact() -> None:
@@ -223,6 +224,7 @@ async def test_content_errors_get_their_own_status_and_message() -> None:
     }
     assert unavailable.status_code == 503
     assert unavailable.json() == {"error": "only 1 of 3 hosts answered"}
+    assert unavailable.headers["retry-after"] == "30"
     assert corrupt.status_code == 502
     assert corrupt.json() == {"error": "stripe 0 does not match its root"}
 
@@ -339,6 +341,7 @@ async def test_unknown_routes_and_methods_answer_json() -> None:
     assert missing.status_code == 404
     assert "/content/<cid>" in missing.json()["error"]
     assert wrong.status_code == 405
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD"}
     assert "error" in wrong.json()
 
 
