@@ -1,5 +1,5 @@
-"""``storenode localnet init|up|status|down``: a local network on 127.0.0.1, its
-homes (``init``) and its nodes as real processes (``up``, ``status``, ``down``)."""
+"""``storenode localnet init|up|status|start|down``: a local network on 127.0.0.1,
+its homes (``init``) and its nodes as real processes (the others)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,21 @@ def _contracts_cell(value: object) -> str:
     return _cell(value)
 
 
+def _cmd_localnet_start(args: argparse.Namespace) -> int:
+    from storenode.localnet.processes import start_nodes
+
+    record = start_nodes(Path(args.dir), args.names, timeout=args.timeout)
+    started = [record.node(name) for name in args.names]
+    doc = {"nodes": [n.summary() for n in started]}
+
+    def render(console: Console) -> None:
+        for n in started:
+            console.print(f"started {n.name} (pid {n.pid}): wire {n.wire}, http {n.http or '-'}")
+
+    emit(args, doc, render)
+    return 0
+
+
 def _cmd_localnet_down(args: argparse.Namespace) -> int:
     from storenode.localnet.processes import down
 
@@ -177,6 +192,18 @@ def add_commands(
         parents.printing,
     )
     lstatus.add_argument("--dir", required=True, help="the localnet's directory")
+    lstart = command(
+        lsub,
+        "start",
+        _cmd_localnet_start,
+        "start stopped or killed nodes of a localnet again",
+        parents.printing,
+    )
+    lstart.add_argument("--dir", required=True, help="the localnet's directory")
+    lstart.add_argument("names", nargs="+", metavar="NAME", help="node-1, validator-1, ...")
+    lstart.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="how long to wait for them"
+    )
     ldown = command(
         lsub, "down", _cmd_localnet_down, "stop every node of a localnet", parents.printing
     )

@@ -104,6 +104,10 @@ class NodeRecord:
     def log_path(self) -> Path:
         return self.home / LOG_NAME
 
+    def summary(self) -> dict[str, Any]:
+        """What ``localnet up --json`` prints of the node."""
+        return {"name": self.name, "pid": self.pid, "wire": self.wire, "http": self.http}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -156,9 +160,7 @@ class LocalnetRecord:
         return {
             "gateway": self.gateway,
             "publisher_home": str(self.publisher_home),
-            "nodes": [
-                {"name": n.name, "pid": n.pid, "wire": n.wire, "http": n.http} for n in self.nodes
-            ],
+            "nodes": [n.summary() for n in self.nodes],
         }
 
 
@@ -358,18 +360,24 @@ def up(
     return record
 
 
-def start_node(directory: Path, name: str, *, timeout: float = START_TIMEOUT) -> LocalnetRecord:
-    """Start the recorded node ``name`` again (after it stopped or was killed)
-    and wait until it is up; the record with its new pid."""
+def start_nodes(
+    directory: Path, names: Iterable[str], *, timeout: float = START_TIMEOUT
+) -> LocalnetRecord:
+    """Start the recorded nodes ``names`` again (after they stopped or were
+    killed), all at once, and wait until they are up; the record with their
+    new pids."""
     record = load_record(directory)
-    node = record.node(name)
-    if is_running(node.pid, node.home):
-        raise LocalnetError(f"{name} is already running (pid {node.pid})")
-    node = replace(node, pid=spawn_node(node.home))
-    record = record.with_node(node)
-    save_record(record)
-    node = wait_ready([node], timeout=timeout)[name]
-    record = record.with_node(node)
+    nodes = [record.node(name) for name in names]
+    for node in nodes:
+        if is_running(node.pid, node.home):
+            raise LocalnetError(f"{node.name} is already running (pid {node.pid})")
+    started = []
+    for node in nodes:
+        started.append(replace(node, pid=spawn_node(node.home)))
+        record = record.with_node(started[-1])
+        save_record(record)
+    for node in wait_ready(started, timeout=timeout).values():
+        record = record.with_node(node)
     save_record(record)
     return record
 
