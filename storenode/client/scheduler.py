@@ -1,0 +1,568 @@
+"""The fetch scheduler: which host to ask for what, and when (sans-IO).
+
+A read of stripes ``first .. last`` of a work is driven by one
+:class:`FetchScheduler`. The shell (:mod:`storenode.client.fetch`) asks it
+for requests to start (:meth:`~FetchScheduler.plan`), tells it how each one
+ended (:meth:`~FetchScheduler.on_packet`, :meth:`~FetchScheduler.on_shard`,
+:meth:`~FetchScheduler.on_miss`), decodes the stripes it hands out
+(:meth:`~FetchScheduler.take_ready`) and reports the outcome
+(:meth:`~FetchScheduler.decoded`, :meth:`~FetchScheduler.rebuilt`). The core
+never reads a clock (``now`` is an argument), never touches a socket, and
+keeps each stripe's progressive decoder, so a test drives it with a fake
+clock and real packets of a tiny code.
+
+What it decides (docs/specs/streaming.md):
+
+* **Window and deadlines.** Only the ``window`` stripes from the read
+  position (:meth:`~FetchScheduler.advance`) are fetched; requests are planned
+  stripe by stripe from the earliest, so the stripe needed first gets the
+  best hosts first.
+* **k + extra distinct hosts per stripe.** Each stripe keeps ``k + extra``
+  packet requests (``chunk.packet``) open or answered usefully, each to a
+  different host; when its decoder reaches rank k, its other requests are
+  returned for cancelling.
+* **Spread by rate.** Each host's rate is an EWMA of the bytes per second it
+  delivers; a request goes to the host that would finish it soonest,
+  ``(in flight + 1) / rate``, so requests in flight are proportional to
+  rates; never more than ``per_host`` per host. A request's timeout is a
+  multiple of the time its host should take (at least ``timeout_floor``).
+* **Fail-over.** A host that fails (error, timeout, lost connection) is down
+  for a while (doubling with each failure in a row): its other requests are
+  returned for cancelling and every request is re-planned on other hosts at
+  once. A down host is asked again only when a stripe could not reach k
+  without it. ``NOT_FOUND`` means the host holds no shard of that stripe: it
+  is not asked for that stripe again, with no penalty.
+* **Verification.** A stripe whose decoded bytes miss the manifest's hash is
+  re-fetched as shards (``chunk.get``), each checked by the shell against its
+  chunk id; the hosts known to hold a shard (they sent its generator row) are
+  asked first. From k verified shards the shell rebuilds the stripe and names
+  the hosts whose packets disagree with it; they are distrusted: never asked
+  again, their open requests cancelled and their packets dropped from the
+  stripes still being fetched.
+* **Blocked.** :meth:`~FetchScheduler.blocked` names the first stripe that can
+  no longer complete with the hosts known (the shell then looks for more
+  providers, or gives up).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from storenode.coding.kernel import Buffer, view
+from storenode.coding.rlnc import Packet, ProgressiveDecoder
+from storenode.coding.rs import ReedSolomon
+
+DEFAULT_WINDOW: Final = 8
+DEFAULT_EXTRA: Final = 1
+DEFAULT_PER_HOST: Final = 4
+TIMEOUT_FLOOR: Final = 2.0
+"""Seconds a request is given at least, whatever its host's rate."""
+TIMEOUT_SLACK: Final = 4.0
+"""A request's timeout is this many times the time its host's rate predicts."""
+DOWN_TIME: Final = 5.0
+"""Seconds a host that failed is avoided; doubled per failure in a row."""
+MAX_DOWN_TIME: Final = 120.0
+RATE_PRIOR: Final = 50e6
+"""Bytes per second assumed of a host before any host was measured."""
+RATE_ALPHA: Final = 0.3
+"""Weight of the newest sample in a host's rate."""
+
+
+class Phase(enum.Enum):
+    FETCHING = "fetching"
+    """Asking hosts for packets."""
+    DECODING = "decoding"
+    """Rank k reached: the shell decodes it and checks its hash."""
+    VERIFYING = "verifying"
+    """The hash did not match: fetching shards, each verified against its chunk id."""
+    REBUILDING = "rebuilding"
+    """k verified shards: the shell rebuilds the stripe from them."""
+    DONE = "done"
+
+
+class Miss(enum.Enum):
+    """How a request ended without the answer it asked for."""
+
+    ABSENT = "absent"
+    """The host does not hold it (``NOT_FOUND``): no penalty."""
+    REFUSED = "refused"
+    """The host will not serve this work to us (``REFUSED``, e.g. no receipt)."""
+    FAILED = "failed"
+    """An error, a timeout, a lost connection: the host is down for a while."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A request to start: ``chunk.packet`` of ``stripe`` (``shard`` None) or
+    ``chunk.get`` of shard ``shard`` of it, within ``timeout`` seconds."""
+
+    id: int
+    host: bytes
+    stripe: int
+    shard: int | None
+    timeout: float
+
+
+@dataclass(slots=True)
+class HostState:
+    key: bytes
+    rate: float | None = None
+    """Bytes per second it delivers (EWMA), None until measured."""
+    in_flight: int = 0
+    down_until: float = -math.inf
+    failures: int = 0
+    """Failures in a row (reset by an answer)."""
+    distrusted: bool = False
+    refused: bool = False
+
+    def down(self, now: float) -> bool:
+        return now < self.down_until
+
+    @property
+    def usable(self) -> bool:
+        return not self.distrusted and not self.refused
+
+
+@dataclass
+class FetchStats:
+    """What reads did, for the CLI's summary, the bench and the demo."""
+
+    bytes_by_host: Counter[bytes] = field(default_factory=Counter)
+    """Payload bytes each host delivered (key: its public key)."""
+    requests: int = 0
+    packets: int = 0
+    """Packets received (innovative or not)."""
+    shards: int = 0
+    """Verified shards received (after a hash mismatch)."""
+    cancelled: int = 0
+    """Requests cancelled because their stripe was complete or their host failed."""
+    failovers: int = 0
+    """Requests that failed and were planned again on other hosts."""
+    mismatches: int = 0
+    """Stripes whose decoded bytes missed the manifest's hash."""
+    distrusted: set[bytes] = field(default_factory=set)
+    stripes: int = 0
+    """Stripes delivered."""
+
+    @property
+    def hosts_used(self) -> int:
+        return sum(1 for b in self.bytes_by_host.values() if b)
+
+
+@dataclass(slots=True)
+class StripeState:
+    """One stripe of the window (read-only to the shell)."""
+
+    index: int
+    decoder: ProgressiveDecoder
+    phase: Phase = Phase.FETCHING
+    tried: set[bytes] = field(default_factory=set)
+    """Hosts asked for a packet of it (whatever came of it)."""
+    absent: set[bytes] = field(default_factory=set)
+    """Hosts that hold no shard of it."""
+    packets: list[tuple[bytes, Packet]] = field(default_factory=list)
+    """Every packet received, with its sender (kept until the stripe is checked)."""
+    rows: dict[bytes, int] = field(default_factory=dict)
+    """Host -> the shard whose generator row it sent (so it holds that shard)."""
+    asks: dict[int, Ask] = field(default_factory=dict)
+    """Requests open for it."""
+    shards: dict[int, Buffer] = field(default_factory=dict)
+    """Verified shards (after a hash mismatch)."""
+    shard_tried: set[tuple[bytes, int]] = field(default_factory=set)
+
+
+class FetchScheduler:
+    """Plans the requests of one read (see the module docstring)."""
+
+    def __init__(
+        self,
+        hosts: Iterable[bytes],
+        *,
+        k: int,
+        n: int,
+        shard_size: int,
+        first: int,
+        last: int,
+        window: int = DEFAULT_WINDOW,
+        extra: int = DEFAULT_EXTRA,
+        per_host: int = DEFAULT_PER_HOST,
+        timeout_floor: float = TIMEOUT_FLOOR,
+        stats: FetchStats | None = None,
+    ) -> None:
+        if not 1 <= k <= n:
+            raise ValueError(f"k={k} n={n}: need 1 <= k <= n")
+        if first > last or first < 0:
+            raise ValueError(f"stripes {first}..{last}: need 0 <= first <= last")
+        if window < 1 or extra < 0 or per_host < 1:
+            raise ValueError("window and per_host must be at least 1, extra at least 0")
+        self.k = k
+        self.n = n
+        self.shard_size = shard_size
+        self.first = first
+        self.last = last
+        self.window = window
+        self.extra = extra
+        self.per_host = per_host
+        self.timeout_floor = timeout_floor
+        self.stats = stats if stats is not None else FetchStats()
+        self.head = first
+        """The next stripe the reader takes."""
+        self.hosts: dict[bytes, HostState] = {}
+        self._stripes: dict[int, StripeState] = {}
+        self._asks: dict[int, tuple[Ask, float]] = {}
+        self._ready: list[int] = []
+        self._next_id = 0
+        generator = ReedSolomon(k, n).generator
+        self._rows = {generator[i].tobytes(): i for i in range(n)}
+        self.add_hosts(hosts)
+
+    # -- hosts ---------------------------------------------------------------------------
+
+    def add_hosts(self, keys: Iterable[bytes]) -> int:
+        """Hosts to ask from now on (known ones are ignored); how many were new."""
+        added = 0
+        for key in keys:
+            if key not in self.hosts:
+                self.hosts[key] = HostState(key)
+                added += 1
+        return added
+
+    def _prior(self) -> float:
+        rates = [h.rate for h in self.hosts.values() if h.rate is not None]
+        return statistics.median(rates) if rates else RATE_PRIOR
+
+    def _cost(self, host: HostState, prior: float) -> float:
+        """Seconds until ``host`` would have delivered one more shard."""
+        rate = host.rate if host.rate is not None else prior
+        return (host.in_flight + 1) * self.shard_size / rate
+
+    # -- the window ----------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.head > self.last
+
+    def window_stripes(self) -> range:
+        return range(self.head, min(self.head + self.window, self.last + 1))
+
+    def stripe(self, index: int) -> StripeState:
+        st = self._stripes.get(index)
+        if st is None:
+            if index not in self.window_stripes():
+                raise KeyError(f"stripe {index} is outside the window")
+            st = self._stripes[index] = StripeState(
+                index, ProgressiveDecoder(self.k, block_size=self.shard_size)
+            )
+        return st
+
+    def advance(self) -> None:
+        """The reader took the head stripe (it must be done): slide the window."""
+        st = self._stripes.get(self.head)
+        if st is None or st.phase is not Phase.DONE:
+            raise RuntimeError(f"stripe {self.head} is not done")
+        del self._stripes[self.head]
+        self.head += 1
+        self.stats.stripes += 1
+
+    # -- planning ------------------------------------------------------------------------
+
+    def plan(self, now: float) -> list[Ask]:
+        """The requests to start now, the earliest stripe's first."""
+        asks: list[Ask] = []
+        prior = self._prior()
+        for s in self.window_stripes():
+            st = self.stripe(s)
+            if st.phase is Phase.FETCHING:
+                while st.decoder.rank + len(st.asks) < self.k + self.extra:
+                    needed = st.decoder.rank + len(st.asks) < self.k
+                    host = self._pick_packet_host(st, now, prior, allow_down=needed)
+                    if host is None:
+                        break
+                    asks.append(self._open(st, host, None, now, prior))
+            elif st.phase is Phase.VERIFYING:
+                while len(st.shards) + len(st.asks) < self.k:
+                    pick = self._pick_shard_host(st, now, prior)
+                    if pick is None:
+                        break
+                    asks.append(self._open(st, pick[0], pick[1], now, prior))
+        return asks
+
+    def _pick_packet_host(
+        self, st: StripeState, now: float, prior: float, *, allow_down: bool
+    ) -> HostState | None:
+        best: tuple[tuple[bool, float, bytes], HostState] | None = None
+        for h in self.hosts.values():
+            if not h.usable or h.key in st.tried or h.in_flight >= self.per_host:
+                continue
+            down = h.down(now)
+            if down and not allow_down:
+                continue
+            key = (down, self._cost(h, prior), h.key)
+            if best is None or key < best[0]:
+                best = (key, h)
+        if best is None:
+            return None
+        if best[1].down(now) and self._up_candidates(st, now):
+            return None  # wait for an up host to have room rather than ask a down one
+        return best[1]
+
+    def _up_candidates(self, st: StripeState, now: float) -> bool:
+        return any(
+            h.usable and h.key not in st.tried and not h.down(now) for h in self.hosts.values()
+        )
+
+    def _pick_shard_host(
+        self, st: StripeState, now: float, prior: float
+    ) -> tuple[HostState, int] | None:
+        asked = {a.shard for a in st.asks.values()}
+        best: tuple[tuple[int, bool, int, float, bytes], HostState, int] | None = None
+        for i in range(self.n):
+            if i in st.shards or i in asked:
+                continue
+            for h in self.hosts.values():
+                if not h.usable or h.key in st.absent or (h.key, i) in st.shard_tried:
+                    continue
+                if h.in_flight >= self.per_host:
+                    continue
+                row = st.rows.get(h.key)
+                # a host that sent shard i's row holds it; one that sent a packet
+                # holds something of the stripe; any other may or may not
+                priority = 0 if row == i else 2 if row is not None else 1
+                if priority == 1 and h.key not in st.tried:
+                    priority = 3
+                key = (priority, h.down(now), i, self._cost(h, prior), h.key)
+                if best is None or key < best[0]:
+                    best = (key, h, i)
+        return None if best is None else (best[1], best[2])
+
+    def _open(
+        self, st: StripeState, host: HostState, shard: int | None, now: float, prior: float
+    ) -> Ask:
+        rate = host.rate if host.rate is not None else prior
+        expected = (host.in_flight + 1) * self.shard_size / rate
+        ask = Ask(
+            self._next_id,
+            host.key,
+            st.index,
+            shard,
+            max(self.timeout_floor, TIMEOUT_SLACK * expected),
+        )
+        self._next_id += 1
+        self._asks[ask.id] = (ask, now)
+        st.asks[ask.id] = ask
+        host.in_flight += 1
+        if shard is None:
+            st.tried.add(host.key)
+        else:
+            st.shard_tried.add((host.key, shard))
+        self.stats.requests += 1
+        return ask
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _close(self, ask_id: int) -> tuple[Ask, float, StripeState | None] | None:
+        """Forget an open request; None if it is not open (cancelled, or late)."""
+        entry = self._asks.pop(ask_id, None)
+        if entry is None:
+            return None
+        ask, sent = entry
+        self.hosts[ask.host].in_flight -= 1
+        st = self._stripes.get(ask.stripe)
+        if st is not None:
+            st.asks.pop(ask_id, None)
+        return ask, sent, st
+
+    def _measured(self, host: HostState, nbytes: int, sent: float, now: float) -> None:
+        # The host served this reply while its other open requests shared its
+        # bandwidth: count them, so the rate is the host's, not one request's.
+        sample = nbytes * (host.in_flight + 1) / max(now - sent, 1e-4)
+        host.rate = sample if host.rate is None else host.rate + RATE_ALPHA * (sample - host.rate)
+        host.failures = 0
+        host.down_until = -math.inf
+        self.stats.bytes_by_host[host.key] += nbytes
+
+    def on_packet(self, ask_id: int, packet: Packet, now: float) -> list[int]:
+        """A ``chunk.packet`` answer; the requests to cancel (the stripe is complete,
+        or the host sent a malformed packet and is distrusted)."""
+        closed = self._close(ask_id)
+        if closed is None:
+            return []
+        ask, sent, st = closed
+        host = self.hosts[ask.host]
+        size = view(packet.payload).nbytes
+        if packet.k != self.k or size != self.shard_size:
+            return self.distrust(host.key)
+        self._measured(host, size, sent, now)
+        self.stats.packets += 1
+        if st is None or st.phase is not Phase.FETCHING or not host.usable:
+            return []
+        st.packets.append((host.key, packet))
+        row = self._rows.get(packet.coefficients)
+        if row is not None:
+            st.rows[host.key] = row
+        st.decoder.add(packet)
+        if not st.decoder.complete:
+            return []
+        st.phase = Phase.DECODING
+        self._ready.append(st.index)
+        return self._cancel_stripe(st)
+
+    def on_shard(self, ask_id: int, shard: Buffer, now: float, *, valid: bool) -> list[int]:
+        """A ``chunk.get`` answer, ``valid`` if it hashes to its chunk id; the
+        requests to cancel (the stripe has k shards, or the host lied)."""
+        closed = self._close(ask_id)
+        if closed is None:
+            return []
+        ask, sent, st = closed
+        assert ask.shard is not None
+        host = self.hosts[ask.host]
+        if not valid:
+            return self.distrust(host.key)
+        self._measured(host, view(shard).nbytes, sent, now)
+        self.stats.shards += 1
+        if st is None or st.phase is not Phase.VERIFYING:
+            return []
+        st.shards[ask.shard] = shard
+        st.rows[host.key] = ask.shard
+        if len(st.shards) < self.k:
+            return []
+        st.phase = Phase.REBUILDING
+        self._ready.append(st.index)
+        return self._cancel_stripe(st)
+
+    def on_miss(self, ask_id: int, miss: Miss, now: float) -> list[int]:
+        """A request that brought nothing; the requests to cancel (a failed host's)."""
+        closed = self._close(ask_id)
+        if closed is None:
+            return []
+        ask, _, st = closed
+        host = self.hosts[ask.host]
+        if miss is Miss.ABSENT:
+            if st is not None and ask.shard is None:
+                st.absent.add(host.key)
+            return []
+        if miss is Miss.REFUSED:
+            host.refused = True
+            return self._cancel_host(host)
+        self.stats.failovers += 1
+        host.failures += 1
+        host.down_until = now + min(MAX_DOWN_TIME, DOWN_TIME * 2 ** (host.failures - 1))
+        return self._cancel_host(host)
+
+    def _cancel_stripe(self, st: StripeState) -> list[int]:
+        ids = list(st.asks)
+        for ask_id in ids:
+            self._close(ask_id)
+        self.stats.cancelled += len(ids)
+        return ids
+
+    def _cancel_host(self, host: HostState) -> list[int]:
+        ids = [ask.id for ask, _ in self._asks.values() if ask.host == host.key]
+        for ask_id in ids:
+            self._close(ask_id)
+        self.stats.cancelled += len(ids)
+        self.stats.failovers += len(ids)
+        return ids
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def take_ready(self) -> list[StripeState]:
+        """Stripes to decode (``DECODING``: from their decoder) or rebuild
+        (``REBUILDING``: from their verified shards), each handed out once."""
+        ready = [self._stripes[s] for s in self._ready if s in self._stripes]
+        self._ready.clear()
+        return ready
+
+    def decoded(self, index: int, *, ok: bool) -> None:
+        """The shell decoded stripe ``index``; ``ok`` if its hash matched. If not,
+        the stripe is fetched again as verified shards."""
+        st = self._stripes[index]
+        if st.phase is not Phase.DECODING:
+            raise RuntimeError(f"stripe {index} is {st.phase.value}, not decoding")
+        if ok:
+            st.phase = Phase.DONE
+            st.packets.clear()
+            return
+        self.stats.mismatches += 1
+        st.phase = Phase.VERIFYING
+
+    def rebuilt(self, index: int, liars: Iterable[bytes]) -> list[int]:
+        """The shell rebuilt stripe ``index`` from verified shards and found that
+        ``liars`` sent packets inconsistent with it: distrust them. The requests to
+        cancel (theirs)."""
+        st = self._stripes[index]
+        if st.phase is not Phase.REBUILDING:
+            raise RuntimeError(f"stripe {index} is {st.phase.value}, not rebuilding")
+        st.phase = Phase.DONE
+        st.packets.clear()
+        st.shards.clear()
+        cancel: list[int] = []
+        for key in liars:
+            cancel += self.distrust(key)
+        return cancel
+
+    def distrust(self, key: bytes) -> list[int]:
+        """Never ask ``key`` again; drop its packets from the stripes being fetched.
+        The requests to cancel (its open ones)."""
+        host = self.hosts[key]
+        if host.distrusted:
+            return []
+        host.distrusted = True
+        self.stats.distrusted.add(key)
+        for st in self._stripes.values():
+            if st.phase is Phase.FETCHING and any(sender == key for sender, _ in st.packets):
+                kept = [(s, p) for s, p in st.packets if s != key]
+                st.decoder = ProgressiveDecoder(self.k, block_size=self.shard_size)
+                for _, p in kept:
+                    st.decoder.add(p)
+                st.packets = kept
+                st.rows.pop(key, None)
+        return self._cancel_host(host)
+
+    # -- giving up -----------------------------------------------------------------------
+
+    def blocked(self) -> StripeState | None:
+        """The first stripe of the window that cannot complete with the hosts known
+        (fetching: fewer than k packets possible; verifying: fewer than k shards)."""
+        for s in self.window_stripes():
+            st = self.stripe(s)
+            if st.phase is Phase.FETCHING:
+                left = sum(1 for h in self.hosts.values() if h.usable and h.key not in st.tried)
+                if st.decoder.rank + len(st.asks) + left < self.k:
+                    return st
+            elif st.phase is Phase.VERIFYING:
+                asked = {a.shard for a in st.asks.values()}
+                askable = sum(
+                    1
+                    for i in range(self.n)
+                    if i not in st.shards
+                    and i not in asked
+                    and any(
+                        h.usable and h.key not in st.absent and (h.key, i) not in st.shard_tried
+                        for h in self.hosts.values()
+                    )
+                )
+                if len(st.shards) + len(st.asks) + askable < self.k:
+                    return st
+        return None
+
+    def why_blocked(self, st: StripeState) -> str:
+        """Words for a user about why ``st`` cannot complete."""
+        hosts = self.hosts.values()
+        refused = sum(1 for h in hosts if h.refused)
+        distrusted = sum(1 for h in hosts if h.distrusted)
+        failed = sum(1 for h in hosts if h.failures and h.usable)
+        parts = [f"{len(st.absent)} do not hold it"]
+        if failed:
+            parts.append(f"{failed} failed to answer")
+        if refused:
+            parts.append(f"{refused} refused (a priced work needs a receipt)")
+        if distrusted:
+            parts.append(f"{distrusted} sent corrupt data")
+        return f"of {len(self.hosts)} hosts known, " + ", ".join(parts)
