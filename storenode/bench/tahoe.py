@@ -181,6 +181,9 @@ def run(
                 "RANGE_KIB": str(RANGE_KIB),
             }
             out = _script(directory, "bench.sh", [], run_env, bench_timeout(size, reps))
+            for line in out.splitlines():
+                if line.startswith(("rep ", "put_MBps")):
+                    say(f"Tahoe-LAFS {line}")
             figures = parse_result(out)
             if figures.size_mib != size:
                 raise TahoeError(f"asked bench.sh for {size} MiB, it measured {figures.size_mib}")
