@@ -1,29 +1,54 @@
 """The composition root: build a node's services from its home and run them.
 
-So far a node runs the ledger (:func:`run_ledger_node`, ``storenode ledger``):
-it reads the home's config, identity key and genesis, opens the chain in
-``<data_dir>/chain``, listens on the wire, serves the ledger
-(:func:`storenode.net.ledger.serve_ledger`: sync, gossip, produce if it is a
-validator, answer clients) and logs what happens in an operator's words.
-SIGINT or SIGTERM stops it cleanly: the service stops touching the chain
-(a block being applied is finished first), connections close, the chain
-closes, and the last line logged is ``stopped at height N``.
+Two ways to run a node share one set-up (:func:`_open_base`: read the home's
+config, identity key and genesis, open the chain in ``<data_dir>/chain``,
+listen on the wire) and the ledger (:func:`_start_ledger`:
+:func:`storenode.net.ledger.serve_ledger` syncs, gossips, produces if the
+node is a validator, answers clients, and every block is logged):
+
+* :func:`run_ledger_node` (``storenode ledger``) runs nothing else;
+* :func:`run_host` (``storenode host``) runs the host daemon
+  (:func:`open_host_node`): the ledger, the DHT on the same wire port, and,
+  when ``host.enabled``, the chunk store, the contract book and the services
+  of :class:`storenode.host.daemon.HostNode`; then the HTTP API. Once it
+  serves, it writes ``<home>/node.json`` (pid, name, address, public key,
+  wire and HTTP addresses, start time) for launchers, and deletes it when it
+  stops.
+
+SIGINT or SIGTERM stops either cleanly: the services stop touching the chain
+(a block being applied is finished first), connections close, a chunk or book
+write in progress completes, the stores and the chain close, and the last
+line logged is ``stopped at height N``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Final
 
 import trio
 
-from storenode.home import open_home
-from storenode.identity import address_hex
-from storenode.ledger import AppliedBlock, Chain, load_genesis
+from storenode.config import write_atomic
+from storenode.dht import Contact, DhtNode
+from storenode.home import Home, open_home
+from storenode.host.book import HostBook
+from storenode.host.daemon import AD_INTERVAL, HostNode, start_http
+from storenode.host.prover import view_of
+from storenode.identity import Identity, address_hex
+from storenode.ledger import AppliedBlock, Chain, Genesis, load_genesis
+from storenode.net.dht import DhtService
 from storenode.net.ledger import LedgerService, serve_ledger
-from storenode.net.rpc import open_rpc_node
+from storenode.net.rpc import RpcNode, open_rpc_node
+from storenode.store.leveldb import LevelDBChunkStore
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +125,18 @@ async def _report_synced(service: LedgerService, peers: int) -> None:
         )
 
 
-async def run_ledger_node(
-    home_dir: Path, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Run the ledger node of the home at ``home_dir`` until SIGINT or SIGTERM
-    (or cancellation). Reports the port it listens on as started. Raises the
-    config's, key file's, genesis's and chain store's typed errors, and
-    :class:`NodeError`, before it starts serving."""
+READY_FILE: Final = "node.json"
+"""Written in the home once the host daemon serves (see the module docstring)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    home: Home
+    identity: Identity
+    genesis: Genesis
+
+
+def _load(home_dir: Path, what: str) -> _Loaded:
     home = open_home(home_dir)
     config = home.config
     identity = home.identity()
@@ -115,46 +145,196 @@ async def run_ledger_node(
     genesis = load_genesis(config.genesis_file)
     role = "validator" if identity.public_key in genesis.validators else "follower"
     log.info(
-        "starting the ledger node of %s: chain %s, identity %s (%s)",
+        "starting the %s of %s: chain %s, identity %s (%s)",
+        what,
         home.root,
         genesis.chain_id,
         address_hex(identity.address),
         role,
     )
+    return _Loaded(home, identity, genesis)
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    home: Home
+    identity: Identity
+    chain: Chain
+    rpc: RpcNode
+    port: int
+
+
+@asynccontextmanager
+async def _open_base(loaded: _Loaded) -> AsyncIterator[_Base]:
+    """The chain opened and the wire listening (no service started yet)."""
+    config = loaded.home.config
+    with Chain.open(config.chain_dir, loaded.genesis) as chain:
+        log.info(
+            "opened the chain in %s at height %d (state root %s…)",
+            config.chain_dir,
+            chain.height,
+            chain.tip.state_root.hex()[:16],
+        )
+        async with open_rpc_node(loaded.identity) as rpc:
+            try:
+                port = await rpc.listen(config.listen_host, config.listen_port)
+            except OSError as exc:
+                raise ListenFailedError(
+                    config.listen_host, config.listen_port, exc.strerror or str(exc)
+                ) from None
+            log.info("listening on %s:%d", config.listen_host, port)
+            yield _Base(loaded.home, loaded.identity, chain, rpc, port)
+
+
+async def _start_ledger(base: _Base, nursery: trio.Nursery) -> LedgerService:
+    peers = base.home.config.peers
+    service: LedgerService = await nursery.start(
+        partial(serve_ledger, base.rpc, base.chain, base.identity, peers=peers)
+    )
+    service.on_applied(_BlockLog(service, base.identity.public_key))
+    nursery.start_soon(_report_synced, service, len(peers))
+    return service
+
+
+def _unwrapped(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a nursery wrapped (what the body raised), else the group."""
+    leaves = _leaves(group)
+    return leaves[0] if len(leaves) == 1 else group
+
+
+async def _until_signal(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        return
+
+
+async def run_ledger_node(
+    home_dir: Path, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the ledger node of the home at ``home_dir`` until SIGINT or SIGTERM
+    (or cancellation). Reports the port it listens on as started. Raises the
+    config's, key file's, genesis's and chain store's typed errors, and
+    :class:`NodeError`, before it starts serving."""
+    loaded = _load(home_dir, "ledger node")
     try:
-        with (
-            trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
-            Chain.open(config.chain_dir, genesis) as chain,
-        ):
-            log.info(
-                "opened the chain in %s at height %d (state root %s…)",
-                config.chain_dir,
-                chain.height,
-                chain.tip.state_root.hex()[:16],
-            )
-            async with open_rpc_node(identity) as rpc:
-                try:
-                    port = await rpc.listen(config.listen_host, config.listen_port)
-                except OSError as exc:
-                    raise ListenFailedError(
-                        config.listen_host, config.listen_port, exc.strerror or str(exc)
-                    ) from None
-                log.info("listening on %s:%d", config.listen_host, port)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with _open_base(loaded) as base:
                 async with trio.open_nursery() as nursery:
-                    service: LedgerService = await nursery.start(
-                        partial(serve_ledger, rpc, chain, identity, peers=config.peers)
-                    )
-                    service.on_applied(_BlockLog(service, identity.public_key))
-                    nursery.start_soon(_report_synced, service, len(config.peers))
-                    task_status.started(port)
-                    async for signum in signals:
-                        log.info("received %s: stopping", signal.Signals(signum).name)
-                        nursery.cancel_scope.cancel()
-                        break
-            height = chain.height
+                    await _start_ledger(base, nursery)
+                    task_status.started(base.port)
+                    await _until_signal(signals)
+                    nursery.cancel_scope.cancel()
+                height = base.chain.height
     except BaseExceptionGroup as group:  # the nurseries wrap what the body raised
-        leaves = _leaves(group)
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
+        raise _unwrapped(group) from None
     log.info("stopped at height %d; the chain is closed", height)
+
+
+@asynccontextmanager
+async def open_host_node(
+    home_dir: Path,
+    *,
+    maintenance_interval: float = 60.0,
+    ad_interval: float = AD_INTERVAL,
+) -> AsyncIterator[HostNode]:
+    """The host daemon of the home at ``home_dir``, serving until the block exits
+    (then everything is stopped and closed, as on SIGTERM; the last line logged
+    is ``stopped at height N``). The daemon and the in-process tests use it.
+    Raises what :func:`run_ledger_node` raises, and the chunk store's and
+    contract book's typed errors."""
+    loaded = _load(home_dir, "host daemon")
+    config = loaded.home.config
+    try:
+        # The stores close last: after the nursery (no task uses them) and the
+        # wire (no request handler does); a write in progress holds their lock.
+        with ExitStack() as stack:
+            store = book = None
+            if config.host_enabled:
+                store = stack.enter_context(
+                    LevelDBChunkStore(config.chunks_dir, capacity=config.capacity)
+                )
+                book = stack.enter_context(HostBook(config.host_dir))
+            async with _open_base(loaded) as base:
+                async with trio.open_nursery() as nursery:
+                    try:
+                        yield await _start_host(
+                            base,
+                            nursery,
+                            store,
+                            book,
+                            maintenance_interval=maintenance_interval,
+                            ad_interval=ad_interval,
+                        )
+                    finally:
+                        nursery.cancel_scope.cancel()
+                height = base.chain.height
+    except BaseExceptionGroup as group:  # the nurseries wrap what the body raised
+        raise _unwrapped(group) from None
+    log.info("stopped at height %d; the chain, chunk store and book are closed", height)
+
+
+async def _start_host(
+    base: _Base,
+    nursery: trio.Nursery,
+    store: LevelDBChunkStore | None,
+    book: HostBook | None,
+    *,
+    maintenance_interval: float,
+    ad_interval: float,
+) -> HostNode:
+    config = base.home.config
+    view = view_of(base.chain, base.identity.address)  # before the ledger touches the chain
+    ledger = await _start_ledger(base, nursery)
+    contact = Contact(base.identity.public_key, config.listen_host, base.port)
+    dht = DhtService(base.rpc, DhtNode(base.identity, contact, now=time.time()), nursery)
+    node = HostNode(
+        base.home.root,
+        config,
+        base.identity,
+        base.chain,
+        base.rpc,
+        ledger,
+        dht,
+        nursery,
+        view=view,
+        store=store,
+        book=book,
+        maintenance_interval=maintenance_interval,
+        ad_interval=ad_interval,
+    )
+    await node.start()
+    if config.http_enabled:
+        await start_http(nursery, node)
+    return node
+
+
+def ready_doc(node: HostNode) -> dict[str, object]:
+    """What ``node.json`` says about a running node."""
+    config = node.config
+    http = None if node.http_port is None else f"{config.http_host}:{node.http_port}"
+    return {
+        "pid": os.getpid(),
+        "name": node.name,
+        "address": address_hex(node.identity.address),
+        "public_key": node.identity.public_key.hex(),
+        "wire": f"{config.listen_host}:{node.port}",
+        "http": http,
+        "started": int(node.started),
+    }
+
+
+async def run_host(
+    home_dir: Path, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the host daemon of the home at ``home_dir`` until SIGINT or SIGTERM (or
+    cancellation): :func:`open_host_node`, with ``<home>/node.json`` written once
+    it serves and deleted when it stops. Reports the wire port as started."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_host_node(home_dir) as node:
+            ready = node.home / READY_FILE
+            try:
+                write_atomic(ready, json.dumps(ready_doc(node)).encode() + b"\n", replace=True)
+                task_status.started(node.port)
+                await _until_signal(signals)
+            finally:
+                ready.unlink(missing_ok=True)

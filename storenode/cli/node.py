@@ -1,4 +1,5 @@
-"""``storenode init`` (create a node home) and ``storenode ledger`` (run its node)."""
+"""``storenode init`` (create a node home), ``storenode host`` (run its daemon) and
+``storenode ledger`` (run a node that only keeps the ledger)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from storenode.config import Config, PeerSpec
+    from storenode.config import Config, PeerSpec, format_size
     from storenode.home import init_home
     from storenode.identity import address_hex
 
@@ -60,24 +61,36 @@ def _cmd_init(args: argparse.Namespace) -> int:
             console.print(f"next: put the chain's genesis file at {genesis}, then run")
         else:
             console.print("next: run")
-        console.print(f"  storenode --home {home.root} ledger")
+        console.print(f"  storenode --home {home.root} host")
+        console.print(
+            f"(it rents out up to {format_size(home.config.capacity)}; set host.capacity and "
+            f"host.price in {home.config_path} first)"
+        )
 
     emit(args, doc, render)
     return 0
 
 
-def _cmd_ledger(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, runner_name: str) -> int:
     import trio
 
-    from storenode.node import run_ledger_node
+    from storenode import node
 
     home = home_of(args)
     level = getattr(logging, home.config.log_level.upper())
     if args.verbose:
         level = min(level, logging.INFO)
     logging.getLogger().setLevel(level)
-    trio.run(run_ledger_node, home.root)
+    trio.run(getattr(node, runner_name), home.root)
     return 0
+
+
+def _cmd_ledger(args: argparse.Namespace) -> int:
+    return _run(args, "run_ledger_node")
+
+
+def _cmd_host(args: argparse.Namespace) -> int:
+    return _run(args, "run_host")
 
 
 def add_commands(
@@ -92,4 +105,12 @@ def add_commands(
     init.add_argument(
         "--peer", action="append", default=[], metavar="KEY@HOST:PORT", help="a peer (repeat)"
     )
-    command(sub, "ledger", _cmd_ledger, "run the ledger node of the home", parents.common)
+    command(
+        sub,
+        "host",
+        _cmd_host,
+        "run the node's daemon: ledger, DHT, and (host.enabled) the chunk store, "
+        "storage contracts and proofs; HTTP API (http.enabled)",
+        parents.common,
+    )
+    command(sub, "ledger", _cmd_ledger, "run a node that only keeps the ledger", parents.common)

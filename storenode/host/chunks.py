@@ -19,10 +19,11 @@ What it decides:
   client to read the work (a priced work needs a receipt).
 
 The shard index (which chunk is which shard of which stripe) lives in
-memory: a chunk held by the store but not indexed (e.g. after a restart,
-before the daemon has called :meth:`ShardIndex.add` from its contracts) is
-answered ``NOT_FOUND``, since the work it belongs to, and so the read policy,
-is unknown.
+memory; the host daemon rebuilds it from its contract book at start
+(:meth:`ChunkService.index_shard` for every listed shard the store holds) and
+drops the shards of contracts it lets go (:meth:`ChunkService.forget`). A
+chunk held by the store but not indexed is answered ``NOT_FOUND``, since the
+work it belongs to, and so the read policy, is unknown.
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ from storenode.wire.messages import ErrorCode
 
 
 class UploadPolicy(Protocol):
-    """Whether the host takes a chunk from an uploader (the daemon answers from the ledger)."""
+    """Whether the host takes a chunk from an uploader (the daemon answers from its
+    contract book: the chunk must be that shard of that work in a live contract)."""
 
-    def may_store(self, uploader_key: bytes, chunk_id: bytes, size: int, cid: bytes) -> bool | str:
+    def may_store(
+        self, uploader_key: bytes, chunk_id: bytes, size: int, placement: Placement
+    ) -> bool | str:
         """True to accept; False, or a reason (shown to the uploader), to refuse."""
         ...
 
@@ -78,7 +82,9 @@ class ReadPolicy(Protocol):
 class AllowAll:
     """Both policies, allowing everything (a free host, tests)."""
 
-    def may_store(self, uploader_key: bytes, chunk_id: bytes, size: int, cid: bytes) -> bool | str:
+    def may_store(
+        self, uploader_key: bytes, chunk_id: bytes, size: int, placement: Placement
+    ) -> bool | str:
         return True
 
     def may_read(self, client_key: bytes, cid: bytes) -> bool:
@@ -141,6 +147,29 @@ class ShardIndex:
         s.shards[p.shard] = chunk_id
         self._works.setdefault(chunk_id, set()).add(p.cid)
 
+    def remove(self, cid: bytes, stripe: int, shard: int) -> bytes | None:
+        """Forget shard ``shard`` of stripe ``stripe`` of work ``cid``; the chunk id
+        it held (None if the slot was empty)."""
+        s = self._stripes.get((cid, stripe))
+        if s is None:
+            return None
+        chunk_id = s.shards.pop(shard, None)
+        if not s.shards:
+            del self._stripes[(cid, stripe)]
+        if chunk_id is not None and not self._holds(cid, chunk_id):
+            works = self._works[chunk_id]
+            works.discard(cid)
+            if not works:
+                del self._works[chunk_id]
+        return chunk_id
+
+    def _holds(self, cid: bytes, chunk_id: bytes) -> bool:
+        """Whether any slot of work ``cid`` still holds ``chunk_id`` (zero padding
+        makes equal shards, so one chunk may fill several slots)."""
+        return any(
+            key[0] == cid and chunk_id in s.shards.values() for key, s in self._stripes.items()
+        )
+
     def works_of(self, chunk_id: bytes) -> frozenset[bytes]:
         """The cids the chunk is a shard of (empty if not indexed)."""
         return frozenset(self._works.get(chunk_id, ()))
@@ -167,11 +196,15 @@ class ChunkService:
         read_policy: ReadPolicy | None = None,
         rng: random.Random,
         index: ShardIndex | None = None,
+        on_stored: Callable[[ChunkPut], None] | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.read_policy: ReadPolicy = read_policy if read_policy is not None else AllowAll()
         self.index = index if index is not None else ShardIndex()
+        self.on_stored = on_stored
+        """Called in the trio thread after each successful ``chunk.put`` (the
+        daemon counts a contract's chunks and announces the work)."""
         self._rng = rng
         # The index and the rng are touched from worker threads: one at a time.
         self._lock = threading.Lock()
@@ -187,7 +220,7 @@ class ChunkService:
             why = self.index.check(req.chunk_id, req.placement, size)
         if why is not None:
             raise RequestRefusedError(ErrorCode.REFUSED, f"placement refused: {why}")
-        verdict = self.policy.may_store(uploader_key, req.chunk_id, size, req.placement.cid)
+        verdict = self.policy.may_store(uploader_key, req.chunk_id, size, req.placement)
         if verdict is not True:
             reason = verdict if isinstance(verdict, str) and verdict else "no contract covers it"
             raise RequestRefusedError(ErrorCode.REFUSED, f"chunk not accepted: {reason}")
@@ -238,6 +271,20 @@ class ChunkService:
                 out = recode(packets, self._rng)
         return PacketReply(out.coefficients, bytes(out.payload))
 
+    def index_shard(self, chunk_id: bytes, placement: Placement, size: int) -> str | None:
+        """Index a chunk the store holds at ``placement`` (rebuilding the index from
+        the contract book); why it cannot be, or None once it is."""
+        with self._lock:
+            why = self.index.check(chunk_id, placement, size)
+            if why is None:
+                self.index.add(chunk_id, placement, size)
+            return why
+
+    def forget(self, cid: bytes, stripe: int, shard: int) -> None:
+        """Stop serving shard ``shard`` of stripe ``stripe`` of ``cid`` (its contract ended)."""
+        with self._lock:
+            self.index.remove(cid, stripe, shard)
+
     def _read(self, chunk_id: bytes) -> bytes:
         try:
             return self.store.get(chunk_id)
@@ -255,7 +302,10 @@ class ChunkService:
 
     async def handle_chunk_put(self, conn: PeerConnection, body: msgspec.Struct) -> Stored:
         assert isinstance(body, ChunkPut)
-        return await _in_thread(self.put, conn.peer_key, body)
+        stored = await _in_thread(self.put, conn.peer_key, body)
+        if self.on_stored is not None:
+            self.on_stored(body)
+        return stored
 
     async def handle_chunk_get(self, conn: PeerConnection, body: msgspec.Struct) -> ChunkData:
         assert isinstance(body, ChunkGet)

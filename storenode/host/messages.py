@@ -9,6 +9,8 @@ registry name     request                            response
 ``host.offer``    ``OfferRequest()``                 ``HostAd`` (storenode.publish.records)
 ``contract.       ``ContractProposal(terms, cid, k,  ``ContractAccepted(contract_id,
 propose``         n, shards)``                       signature)``
+``manifest.put``  ``ManifestPut(raw)``               ``ManifestStored(manifest_hash)``
+``manifest.get``  ``ManifestGet(cid)``               ``ManifestData(raw)``
 ================  =================================  ======================================
 
 A :class:`ContractProposal` asks the host to sign the terms (``terms`` is the
@@ -21,8 +23,17 @@ host accepts ``chunk.put`` for those shards (the contract is "signed-pending"
 until the publisher's ``OpenContract`` is in a block, and forgotten if it is
 not by ``terms.accept_until``). A host refuses (``REFUSED``, with the reason)
 terms for another host or chain, a price below its own, more collateral or
-windows than it offers, a root that does not match, or more bytes than it has
-free.
+windows than it offers, a root that does not match, an ``accept_until`` that
+is not after the chain's height or more than :data:`ACCEPT_HORIZON` blocks
+ahead of it, or more bytes than it has free. Proposing terms the host already
+signed (a resumed publish) gets the same answer again.
+
+A :class:`ManifestPut` hands the host the signed manifest of a work it holds a
+contract for (pending or open); the host checks it (``decode_manifest``,
+``verify_manifest`` and that it lists the host's shards), keeps it, publishes
+it in the DHT under its own key (``storenode.publish.records``) and keeps
+republishing it while it holds the work. ``manifest.get`` returns the bytes
+(``NOT_FOUND`` when the host keeps no manifest of that work).
 
 A chunk is one Reed–Solomon shard of one stripe of a work; its id is the
 Merkle root of its bytes. :class:`Placement` says where it belongs:
@@ -35,8 +46,10 @@ answers with a fresh random combination of them, so two replies differ.
 
 Errors: ``REFUSED`` (no contract, bytes not matching the id, host full,
 placement inconsistent with what the host holds, priced work without a
-receipt), ``NOT_FOUND`` (chunk or stripe not held), ``BAD_REQUEST``
-(a placement that cannot exist). Importing this module registers the pairs in
+receipt, terms the host does not sign, a manifest that does not verify or
+for a work it holds no contract of), ``NOT_FOUND`` (chunk, stripe or manifest
+not held), ``BAD_REQUEST`` (a placement that cannot exist, terms that are not
+a canonical ``ContractTerms``). Importing this module registers the pairs in
 :data:`storenode.wire.messages.default_registry`.
 """
 
@@ -138,11 +151,37 @@ class ContractAccepted(_Body, frozen=True):
     signature: Signature
 
 
+ACCEPT_HORIZON: Final = 1000
+"""Most blocks past the chain's height a host lets ``terms.accept_until`` be: its
+signature holds space for the contract until then."""
+
+MAX_MANIFEST_PUT: Final = 8 * 1024 * 1024 - 4096
+"""Largest manifest a ``manifest.put`` carries: a wire message is at most 8 MiB."""
+
+
+class ManifestPut(_Body, frozen=True):
+    raw: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_MANIFEST_PUT)]
+
+
+class ManifestStored(_Body, frozen=True):
+    manifest_hash: Hash32
+
+
+class ManifestGet(_Body, frozen=True):
+    cid: Hash32
+
+
+class ManifestData(_Body, frozen=True):
+    raw: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_MANIFEST_PUT)]
+
+
 for _name, _request, _response in (
     ("chunk.put", ChunkPut, Stored),
     ("chunk.get", ChunkGet, ChunkData),
     ("chunk.packet", PacketRequest, PacketReply),
     ("host.offer", OfferRequest, HostAd),
     ("contract.propose", ContractProposal, ContractAccepted),
+    ("manifest.put", ManifestPut, ManifestStored),
+    ("manifest.get", ManifestGet, ManifestData),
 ):
     default_registry.register(_name, _request, _response)

@@ -46,7 +46,9 @@ class OnlyFrom:
     def __init__(self, key: bytes) -> None:
         self.key = key
 
-    def may_store(self, uploader_key: bytes, chunk_id: bytes, size: int, cid: bytes) -> bool | str:
+    def may_store(
+        self, uploader_key: bytes, chunk_id: bytes, size: int, placement: Placement
+    ) -> bool | str:
         return True if uploader_key == self.key else "no open contract with this uploader"
 
 
@@ -207,4 +209,5 @@ async def test_a_client_the_read_policy_refuses_gets_refused() -> None:
 
 def test_allow_all_satisfies_both_policies() -> None:
     allow = AllowAll()
-    assert allow.may_store(b"k", b"c", 1, CID) is True and allow.may_read(b"k", CID)
+    placement = Placement(CID, 0, 0, K, N)
+    assert allow.may_store(b"k", b"c", 1, placement) is True and allow.may_read(b"k", CID)
