@@ -24,7 +24,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from storenode.cli import bench, chain, localnet, node, wallet
+from storenode.cli import bench, chain, localnet, node, publish, wallet
 from storenode.cli.amounts import (
     DECIMALS,
     MAX_UNITS,
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     localnet.add_commands(sub, parents)
     wallet.add_commands(sub, parents)
     chain.add_commands(sub, parents)
+    publish.add_commands(sub, parents)
     bench.add_commands(sub)
     return p
 
