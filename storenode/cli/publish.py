@@ -2,10 +2,12 @@
 
 A folder is a catalogue (every audio file in it is a work); a file is a work
 whatever its type. k, n and the contracts' length default to the home's
-``[publish]`` config. ``--json`` prints ``{"works": [{"path", "cid", "bytes",
-"stripes", "hosts", "contracts", "cost", "status"}]}``; otherwise a progress bar
-(on a terminal) and a table. An interrupted publish resumes when run again;
-a work already published is left as it is (``unchanged``).
+``[publish]`` config. ``--json`` prints ``{"works": [{"path", "name", "cid",
+"bytes", "stripes", "hosts", "contracts", "cost", "status"}]}``, with
+``upload_s`` (the upload's seconds) when chunks were sent and ``note`` when
+there is one; otherwise a progress bar (on a terminal) and a table per work.
+An interrupted publish resumes when run again; a work already published is
+left as it is (``unchanged``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def _doc(result: WorkResult) -> dict[str, Any]:
         "cost": format_amount(result.cost),
         "status": result.status,
     }
+    if result.upload_seconds is not None:
+        doc["upload_s"] = round(result.upload_seconds, 3)
     if result.note:
         doc["note"] = result.note
     return doc

@@ -191,6 +191,8 @@ class WorkResult:
     """The escrow of the work's contracts, base units."""
     status: str
     note: str = ""
+    upload_seconds: float | None = None
+    """How long this run's upload took (None: nothing was uploaded)."""
 
 
 class Progress(Protocol):
@@ -231,6 +233,7 @@ class _Work:
     manifest: Manifest
     raw_manifest: bytes
     dirty: bool = False
+    upload_seconds: float | None = None
     acked: list[set[int]] = field(default_factory=list)
 
 
@@ -461,6 +464,7 @@ class Publisher:
             contracts=tuple(contract_id(t) for t in terms),
             cost=sum(escrow_of(t) for t in terms),
             status=status,
+            upload_seconds=work.upload_seconds,
         )
 
     # -- contracts ----------------------------------------------------------------------------
@@ -745,6 +749,7 @@ class Publisher:
         progress.phase(work.file, "upload", count * journal.shard_size)
         if not count:
             return
+        started = time.perf_counter()
         senders: dict[int, trio.MemorySendChannel[tuple[int, int, int, memoryview]]] = {}
         try:
             async with trio.open_nursery() as flushing:
@@ -767,7 +772,13 @@ class Publisher:
         finally:
             with trio.CancelScope(shield=True):
                 await self._save_acks(work)
-        log.info("uploaded every chunk of %s", work.file.name)
+        work.upload_seconds = time.perf_counter() - started
+        log.info(
+            "uploaded %d chunks of %s in %.2f s",
+            count,
+            work.file.name,
+            work.upload_seconds,
+        )
 
     async def _produce(
         self,
