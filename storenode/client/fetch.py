@@ -61,7 +61,9 @@ from storenode.client.scheduler import (
     DEFAULT_EXTRA,
     DEFAULT_PER_HOST,
     DEFAULT_WINDOW,
+    START_WINDOW,
     TIMEOUT_FLOOR,
+    URGENT,
     Ask,
     FetchScheduler,
     FetchStats,
@@ -129,7 +131,9 @@ class FetchOptions:
     """The scheduler's knobs (docs/specs/streaming.md §3)."""
 
     window: int = DEFAULT_WINDOW
+    start_window: int = START_WINDOW
     extra: int = DEFAULT_EXTRA
+    urgent: int = URGENT
     per_host: int = DEFAULT_PER_HOST
     timeout_floor: float = TIMEOUT_FLOOR
 
@@ -384,7 +388,9 @@ class _Read:
             first=start // size,
             last=(end - 1) // size,
             window=opts.window,
+            start_window=opts.start_window,
             extra=opts.extra,
+            urgent=opts.urgent,
             per_host=opts.per_host,
             timeout_floor=opts.timeout_floor,
             stats=fetcher.stats,

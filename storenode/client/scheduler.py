@@ -13,14 +13,19 @@ clock and real packets of a tiny code.
 
 What it decides (docs/specs/streaming.md):
 
-* **Window and deadlines.** Only the ``window`` stripes from the read
+* **Window and deadlines.** Only the stripes of the window from the read
   position (:meth:`~FetchScheduler.advance`) are fetched; requests are planned
   stripe by stripe from the earliest, so the stripe needed first gets the
-  best hosts first.
-* **k + extra distinct hosts per stripe.** Each stripe keeps ``k + extra``
-  packet requests (``chunk.packet``) open or answered usefully, each to a
-  different host; when its decoder reaches rank k, its other requests are
-  returned for cancelling.
+  best hosts first. The window opens at ``start_window`` stripes and grows by
+  one per stripe taken, up to ``window``: the first stripes do not share the
+  reader's bandwidth with many others, so the first byte comes early.
+* **k + extra distinct hosts per stripe.** Each stripe keeps k packet
+  requests (``chunk.packet``) open or answered usefully, each to a different
+  host, and the ``urgent`` stripes nearest the read position ``k + extra``, so
+  one slow host does not hold up the bytes needed next (the wire cannot stop
+  a reply once asked, so an extra request costs its bytes: it is spent where
+  the deadline is near). When a stripe's decoder reaches rank k, its other
+  requests are returned for cancelling.
 * **Spread by rate.** Each host's rate is an EWMA of the bytes per second it
   delivers; a request goes to the host that would finish it soonest,
   ``(in flight + 1) / rate``, so requests in flight are proportional to
@@ -59,7 +64,10 @@ from storenode.coding.rlnc import Packet, ProgressiveDecoder
 from storenode.coding.rs import ReedSolomon
 
 DEFAULT_WINDOW: Final = 8
+START_WINDOW: Final = 2
 DEFAULT_EXTRA: Final = 1
+URGENT: Final = 2
+"""Stripes from the read position that get ``extra`` requests beyond k."""
 DEFAULT_PER_HOST: Final = 4
 TIMEOUT_FLOOR: Final = 2.0
 """Seconds a request is given at least, whatever its host's rate."""
@@ -190,7 +198,9 @@ class FetchScheduler:
         first: int,
         last: int,
         window: int = DEFAULT_WINDOW,
+        start_window: int = START_WINDOW,
         extra: int = DEFAULT_EXTRA,
+        urgent: int = URGENT,
         per_host: int = DEFAULT_PER_HOST,
         timeout_floor: float = TIMEOUT_FLOOR,
         stats: FetchStats | None = None,
@@ -199,15 +209,17 @@ class FetchScheduler:
             raise ValueError(f"k={k} n={n}: need 1 <= k <= n")
         if first > last or first < 0:
             raise ValueError(f"stripes {first}..{last}: need 0 <= first <= last")
-        if window < 1 or extra < 0 or per_host < 1:
-            raise ValueError("window and per_host must be at least 1, extra at least 0")
+        if min(window, start_window, per_host) < 1 or min(extra, urgent) < 0:
+            raise ValueError("windows and per_host must be at least 1, extra and urgent 0 or more")
         self.k = k
         self.n = n
         self.shard_size = shard_size
         self.first = first
         self.last = last
         self.window = window
+        self.start_window = min(start_window, window)
         self.extra = extra
+        self.urgent = urgent
         self.per_host = per_host
         self.timeout_floor = timeout_floor
         self.stats = stats if stats is not None else FetchStats()
@@ -249,7 +261,8 @@ class FetchScheduler:
         return self.head > self.last
 
     def window_stripes(self) -> range:
-        return range(self.head, min(self.head + self.window, self.last + 1))
+        size = min(self.window, self.start_window + self.head - self.first)
+        return range(self.head, min(self.head + size, self.last + 1))
 
     def stripe(self, index: int) -> StripeState:
         st = self._stripes.get(index)
@@ -279,7 +292,8 @@ class FetchScheduler:
         for s in self.window_stripes():
             st = self.stripe(s)
             if st.phase is Phase.FETCHING:
-                while st.decoder.rank + len(st.asks) < self.k + self.extra:
+                want = self.k + (self.extra if s < self.head + self.urgent else 0)
+                while st.decoder.rank + len(st.asks) < want:
                     needed = st.decoder.rank + len(st.asks) < self.k
                     host = self._pick_packet_host(st, now, prior, allow_down=needed)
                     if host is None:

@@ -170,9 +170,9 @@ class Swarm:
         return manifest
 
     @asynccontextmanager
-    async def reader(self) -> AsyncIterator[DhtService]:
+    async def reader(self, identity: Identity | None = None) -> AsyncIterator[DhtService]:
         """A DHT node (with its RPC node, ``.rpc``) joined to the swarm."""
-        async with open_dht_node(maintenance_interval=None, request_timeout=1.0) as dht:
+        async with open_dht_node(identity, maintenance_interval=None, request_timeout=1.0) as dht:
             await dht.bootstrap([h.dht.contact for h in self.seeds][:3])
             yield dht
 

@@ -72,6 +72,8 @@ class Work:
 def scheduler(work: Work, hosts: list[bytes], **kw: int) -> FetchScheduler:
     kw.setdefault("first", 0)
     kw.setdefault("last", len(work.stripes) - 1)
+    kw.setdefault("start_window", kw.get("window", 8))  # the whole window at once
+    kw.setdefault("urgent", kw.get("window", 8))  # every stripe gets the extra requests
     return FetchScheduler(hosts, k=work.k, n=work.n, shard_size=BLOCK, **kw)
 
 
@@ -97,15 +99,53 @@ def flip(packet: Packet) -> Packet:
 # -- planning ------------------------------------------------------------------------------
 
 
-def test_each_stripe_of_the_window_gets_k_plus_extra_distinct_hosts_earliest_first() -> None:
+def test_each_stripe_of_the_window_gets_k_distinct_hosts_earliest_first() -> None:
     work = Work.random(2, 4, 5)
-    sched = scheduler(work, keys(6), window=3, extra=1, per_host=4)
+    sched = scheduler(work, keys(6), window=3, extra=1, urgent=3, per_host=4)
     asks = sched.plan(0.0)
     assert [a.stripe for a in asks] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     for s in range(3):
-        assert len({a.host for a in asks if a.stripe == s}) == 3
+        assert len({a.host for a in asks if a.stripe == s}) == 3  # k + extra, distinct
     assert all(a.shard is None for a in asks)
     assert sched.plan(0.0) == []  # nothing more until something happens
+
+
+def test_only_the_urgent_stripes_get_extra_requests() -> None:
+    work = Work.random(2, 4, 5)
+    sched = scheduler(work, keys(6), window=4, extra=1, urgent=1)
+    asks = sched.plan(0.0)
+    assert Counter(a.stripe for a in asks) == {0: 3, 1: 2, 2: 2, 3: 2}
+    first, second, _ = (a for a in asks if a.stripe == 0)
+    sched.on_packet(first.id, work.packet(0, 0), 0.01)
+    sched.on_packet(second.id, work.packet(0, 1), 0.01)
+    finish(sched, work)
+    sched.advance()
+    # stripe 1 is now the urgent one: one more request; stripe 4 enters the window
+    assert Counter(a.stripe for a in sched.plan(0.01)) == {1: 1, 4: 2}
+
+
+def test_the_window_opens_as_stripes_are_taken() -> None:
+    work = Work.random(1, 2, 10)
+    sched = scheduler(work, [A, B], window=4, start_window=2, extra=0, per_host=8)
+    asks = sched.plan(0.0)
+    assert sorted({a.stripe for a in asks}) == [0, 1]
+    for ask in asks:
+        sched.on_packet(ask.id, work.packet(ask.stripe, 0), 0.01)
+    finish(sched, work)
+    sched.advance()
+
+    def planned() -> list[int]:
+        asks = sched.plan(0.01)
+        for ask in asks:
+            sched.on_packet(ask.id, work.packet(ask.stripe, 0), 0.02)
+        finish(sched, work)
+        return sorted(a.stripe for a in asks)
+
+    assert planned() == [2, 3]  # 3 stripes: 1..3
+    sched.advance()
+    assert planned() == [4, 5]  # 4 stripes: 2..5
+    sched.advance()
+    assert planned() == [6]  # still 4: 3..6
 
 
 def test_no_host_gets_more_than_per_host_requests() -> None:

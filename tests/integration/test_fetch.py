@@ -1,0 +1,275 @@
+"""The fetcher against hosts on 127.0.0.1 (real sockets, Noise, the DHT; one process).
+
+Six hosts hold a work coded k=3 n=6 (shard i of stripe s on host (s + i) % 6),
+its manifest in the DHT and every host announced as a provider; a reader
+joins the DHT and reads it back whole, in ranges, while hosts die, while one
+lies, and priced on a ledger.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from contracts import RegisterWork, SetListing, Share, has_receipt, tokens
+from storenode.client.content import (
+    ContentNotFoundError,
+    ContentUnavailableError,
+    PaymentRequiredError,
+)
+from storenode.client.fetch import Fetcher, FetchOptions, open_fetcher
+from storenode.client.ledger import open_ledger_client
+from storenode.config import PeerSpec
+from storenode.identity import Identity, keccak256
+from storenode.ledger import Chain
+from storenode.net.dht import DhtService
+from storenode.net.ledger import LedgerService, open_ledger_node
+from storenode.publish.manifest import Manifest, manifest_hash
+from storenode.testing.ledger import FEE, account, funded_genesis, signed, validator
+from storenode.testing.swarm import Swarm, liar, open_swarm
+
+K, N = 3, 6
+STRIPE = 48 * 1024  # small stripes: many of them, so a read outlives a window
+LIMIT = 20.0
+"""Seconds any test may take."""
+
+
+def work_bytes(size: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+async def read_all(fetcher: Fetcher, cid: bytes, start: int, end: int) -> bytes:
+    out = bytearray()
+    async for piece in fetcher.read(cid, start, end):
+        out += piece
+    return bytes(out)
+
+
+@dataclass
+class Setup:
+    swarm: Swarm
+    manifest: Manifest
+    data: bytes
+    reader: DhtService
+
+
+@asynccontextmanager
+async def published(
+    size: int = 40 * STRIPE + 1234, *, liars: tuple[int, ...] = ()
+) -> AsyncIterator[Setup]:
+    data = work_bytes(size)
+    async with open_swarm(N, services={i: liar for i in liars}) as swarm:
+        manifest = await swarm.publish(data, k=K, n=N, stripe_size=STRIPE)
+        async with swarm.reader() as reader:
+            yield Setup(swarm, manifest, data, reader)
+        swarm.nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def fetcher_of(reader: DhtService, **kw: object) -> AsyncIterator[Fetcher]:
+    async with open_fetcher(reader.rpc, reader, reader.rpc.identity, **kw) as f:  # type: ignore[arg-type]
+        yield f
+
+
+async def test_a_work_is_fetched_byte_exact_from_many_hosts() -> None:
+    with trio.fail_after(LIMIT):
+        async with published() as s, fetcher_of(s.reader) as f:
+            info = await f.open(s.manifest.cid)
+            assert (info.name, info.media_type, info.length) == (
+                "track.wav",
+                "audio/wav",
+                len(s.data),
+            )
+            out = await read_all(f, s.manifest.cid, 0, info.length)
+            assert out == s.data
+            assert keccak256(out) == s.manifest.cid
+            assert f.stats.hosts_used == N  # every host served some of it
+            assert f.stats.stripes == len(s.manifest.stripes)
+            # k + 1 asked per stripe, the slowest cancelled once k had answered
+            assert f.stats.cancelled > 0
+            assert f.stats.packets >= K * len(s.manifest.stripes)
+
+
+async def test_ranges_at_random_offsets_are_byte_exact() -> None:
+    rng = random.Random(5)
+    with trio.fail_after(LIMIT):
+        async with published() as s, fetcher_of(s.reader) as f:
+            length = len(s.data)
+            ranges = [(0, 1), (length - 1, length), (STRIPE - 1, STRIPE + 1), (5, 5)]
+            for _ in range(20):
+                a, b = sorted(rng.randrange(length + 1) for _ in range(2))
+                ranges.append((a, b))
+            for a, b in ranges:
+                assert await read_all(f, s.manifest.cid, a, b) == s.data[a:b], (a, b)
+
+
+async def test_a_reader_that_stops_early_leaves_nothing_running() -> None:
+    with trio.fail_after(LIMIT):
+        async with published() as s, fetcher_of(s.reader) as f:
+            reads = f.read(s.manifest.cid, 0, len(s.data))
+            first = await reads.__anext__()
+            assert first == s.data[: len(first)]
+            await reads.aclose()  # type: ignore[attr-defined]
+            await trio.sleep(0.2)
+            assert all(not task.name.endswith("_request") for task in _tasks())
+
+
+def _tasks() -> list[trio.lowlevel.Task]:
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    out: list[trio.lowlevel.Task] = []
+    todo = [root]
+    while todo:
+        task = todo.pop()
+        out.append(task)
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return out
+
+
+async def test_the_read_completes_when_two_hosts_die_mid_stream() -> None:
+    with trio.fail_after(LIMIT):
+        async with published() as s, fetcher_of(s.reader) as f:
+            out = bytearray()
+            async for piece in f.read(s.manifest.cid, 0, len(s.data)):
+                out += piece
+                if len(out) >= 5 * STRIPE and len(s.swarm.seeds) == N:
+                    await s.swarm.kill(s.swarm.hosts[1])
+                    await s.swarm.kill(s.swarm.hosts[4])
+            assert bytes(out) == s.data
+            assert f.stats.failovers > 0
+            dead = {s.swarm.hosts[1].key, s.swarm.hosts[4].key}
+            late = await read_all(f, s.manifest.cid, len(s.data) - STRIPE, len(s.data))
+            assert late == s.data[-STRIPE:]
+            assert f.stats.distrusted.isdisjoint(dead)  # dead is not dishonest
+
+
+async def test_a_host_sending_corrupt_packets_is_caught_and_no_longer_asked() -> None:
+    with trio.fail_after(LIMIT):
+        async with published(liars=(2,)) as s, fetcher_of(s.reader) as f:
+            out = await read_all(f, s.manifest.cid, 0, len(s.data))
+            assert out == s.data
+            bad = s.swarm.hosts[2].key
+            assert f.stats.mismatches >= 1
+            assert f.stats.distrusted == {bad}
+            served = f.stats.bytes_by_host[bad]
+            again = await read_all(f, s.manifest.cid, 0, 10 * STRIPE)
+            assert again == s.data[: 10 * STRIPE]
+            assert f.stats.bytes_by_host[bad] == served or f.stats.mismatches >= 2
+
+
+async def test_a_work_nobody_has_is_not_found() -> None:
+    with trio.fail_after(LIMIT):
+        async with published(STRIPE) as s, fetcher_of(s.reader) as f:
+            with pytest.raises(ContentNotFoundError, match="no manifest"):
+                await f.open(keccak256(b"nobody published this"))
+
+
+async def test_fewer_than_k_hosts_left_is_unavailable() -> None:
+    with trio.fail_after(LIMIT):
+        async with published() as s, fetcher_of(s.reader) as f:
+            await f.open(s.manifest.cid)  # the manifest is known; then hosts go
+            for host in s.swarm.hosts[: N - K + 1]:
+                await s.swarm.kill(host)
+            with pytest.raises(ContentUnavailableError, match="fewer than k=3 hosts"):
+                await read_all(f, s.manifest.cid, 0, len(s.data))
+
+
+async def test_wide_windows_and_narrow_ones_read_the_same_bytes() -> None:
+    with trio.fail_after(LIMIT):
+        async with published() as s:
+            for options in (
+                FetchOptions(window=1, extra=0, per_host=1),
+                FetchOptions(window=16, extra=2, per_host=8),
+            ):
+                async with fetcher_of(s.reader, options=options) as f:
+                    assert await read_all(f, s.manifest.cid, 0, len(s.data)) == s.data
+
+
+# -- the ledger: the registry entry and payment ----------------------------------------------
+
+
+@asynccontextmanager
+async def ledger(tmp_path: Path) -> AsyncIterator[LedgerService]:
+    genesis = funded_genesis(validators=1, block_time=1)
+    with Chain.open(tmp_path / "chain", genesis) as chain:
+        async with open_ledger_node(chain, validator(0)) as service:
+            yield service
+
+
+async def include(service: LedgerService, raw: bytes) -> None:
+    """Submit and wait until a block holds it."""
+    vtx = await service.submit(raw)
+    while service.chain.store.transaction(vtx.tx_id) is None:
+        await trio.sleep(0.05)
+
+
+def spec_of(service: LedgerService) -> PeerSpec:
+    assert service.rpc.port is not None
+    return PeerSpec(service.rpc.identity.public_key, "127.0.0.1", service.rpc.port)
+
+
+def register(publisher: Identity, m: Manifest, nonce: int, *, hash_: bytes | None = None) -> bytes:
+    body = RegisterWork(m.cid, m.name, "1", "2024", "someone", hash_ or manifest_hash(m))
+    return signed(publisher, body, nonce)
+
+
+@pytest.mark.slow
+async def test_a_priced_work_is_bought_within_the_cap_and_refused_above_it(
+    tmp_path: Path,
+) -> None:
+    publisher, listener = account(0), account(1)
+    with trio.fail_after(LIMIT):
+        async with published(4 * STRIPE) as s, ledger(tmp_path) as chain_node:
+            m = s.manifest
+            await include(chain_node, register(publisher, m, 0))
+            price = tokens(2)
+            listing = SetListing(m.cid, price, (Share(publisher.address, 10_000),))
+            await include(chain_node, signed(publisher, listing, 1))
+            async with (
+                s.swarm.reader(listener) as reader,
+                open_ledger_client(spec_of(chain_node)) as client,
+            ):
+                async with fetcher_of(
+                    reader, ledger=client, spending_cap=tokens(1), fee=int(FEE)
+                ) as f:
+                    with pytest.raises(PaymentRequiredError) as refused:
+                        await f.open(m.cid)
+                    assert (refused.value.price, refused.value.cap) == (price, tokens(1))
+                    assert "spending cap" in str(refused.value)
+                before = (await client.call_account(listener.address)).balance
+                async with fetcher_of(
+                    reader, ledger=client, spending_cap=tokens(5), fee=int(FEE)
+                ) as f:
+                    await f.open(m.cid)
+                    assert has_receipt(chain_node.chain.state, listener.address, m.cid)
+                    assert await read_all(f, m.cid, 0, len(s.data)) == s.data
+                after = (await client.call_account(listener.address)).balance
+                assert int(before) - int(after) == price + FEE
+                # bought once: a second reader with the receipt pays nothing more
+                async with fetcher_of(
+                    reader, ledger=client, spending_cap=tokens(5), fee=int(FEE)
+                ) as f:
+                    await f.open(m.cid)
+                assert (await client.call_account(listener.address)).balance == after
+                assert (await client.call_listing(m.cid, listener.address)).receipt
+
+
+@pytest.mark.slow
+async def test_a_manifest_other_than_the_registered_one_is_refused(tmp_path: Path) -> None:
+    with trio.fail_after(LIMIT):
+        async with published(2 * STRIPE) as s, ledger(tmp_path) as chain_node:
+            m = s.manifest
+            await include(chain_node, register(account(0), m, 0, hash_=bytes(32)))
+            async with (
+                open_ledger_client(spec_of(chain_node)) as client,
+                fetcher_of(s.reader, ledger=client) as f,
+            ):
+                with pytest.raises(ContentNotFoundError, match="registry entry"):
+                    await f.open(m.cid)
