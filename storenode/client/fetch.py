@@ -42,12 +42,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import trio
 
 from contracts import Amount, Buy
 from contracts.encoding import format_tokens
+from contracts.tx import Body
 from storenode.client.content import (
     ContentCorruptError,
     ContentError,
@@ -56,7 +57,7 @@ from storenode.client.content import (
     ContentUnavailableError,
     PaymentRequiredError,
 )
-from storenode.client.ledger import ClientError, LedgerClient, TxNotIncludedError
+from storenode.client.ledger import ClientError, TxNotIncludedError
 from storenode.client.scheduler import (
     DEFAULT_EXTRA,
     DEFAULT_PER_HOST,
@@ -82,12 +83,26 @@ from storenode.coding.rs import ReedSolomon
 from storenode.dht import Contact
 from storenode.dht.errors import RecordInvalidError
 from storenode.dht.records import parse_provider
-from storenode.host.messages import ChunkData, ChunkGet, PacketReply, PacketRequest
+from storenode.host.messages import (
+    ChunkData,
+    ChunkGet,
+    ManifestData,
+    ManifestGet,
+    PacketReply,
+    PacketRequest,
+)
 from storenode.identity import Identity
+from storenode.ledger.messages import ListingInfo, TxInfo, WorkReply
 from storenode.net.dht import DhtService
 from storenode.net.errors import NetError
 from storenode.net.rpc import RpcNode
-from storenode.publish.manifest import Manifest, ManifestError, decode_manifest, verify_manifest
+from storenode.publish.manifest import (
+    Manifest,
+    ManifestError,
+    decode_manifest,
+    manifest_hash,
+    verify_manifest,
+)
 from storenode.publish.records import (
     ManifestPointer,
     RecordFormatError,
@@ -106,6 +121,9 @@ MANIFEST_CACHE: Final = 64
 """Works whose manifest (and registry and payment checks) a fetcher keeps."""
 PROVIDERS_TTL: Final = 60.0
 """Seconds a work's provider list is reused before it is looked up again."""
+MANIFEST_ASKS: Final = 4
+"""Providers asked at once for a manifest the DHT does not have."""
+MANIFEST_TIMEOUT: Final = 5.0
 PIECE_LOOKUPS: Final = 16
 """Manifest pieces looked up at once."""
 PIECE_COMBINATIONS: Final = 8
@@ -124,6 +142,16 @@ _MISSES: Final[dict[int, Miss]] = {
 """How a host's error reply counts; any other code is a failure (the host is down)."""
 
 _T = TypeVar("_T")
+
+
+class WorkLedger(Protocol):
+    """What a fetcher asks of the ledger (a :class:`~storenode.client.ledger.LedgerClient`
+    is one). Failures are :class:`~storenode.client.ledger.ClientError`."""
+
+    async def call_work(self, fingerprint: bytes) -> WorkReply: ...
+    async def call_listing(self, fingerprint: bytes, buyer: bytes) -> ListingInfo: ...
+    async def send_tx(self, identity: Identity, body: Body, *, fee: int) -> bytes: ...
+    async def wait_for_tx(self, tx_id: bytes, *, timeout: float) -> TxInfo: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +185,7 @@ class Fetcher:
         identity: Identity,
         *,
         nursery: trio.Nursery,
-        ledger: LedgerClient | None = None,
+        ledger: WorkLedger | None = None,
         spending_cap: int = 0,
         fee: int = 0,
         options: FetchOptions | None = None,
@@ -236,6 +264,44 @@ class Fetcher:
         return None if reply.work is None else reply.work.manifest_hash
 
     async def _find_manifest(self, cid: bytes, registered: bytes | None) -> Manifest:
+        """The work's manifest from the DHT, else from a host that keeps it; with
+        ``registered`` (the registry's manifest hash) only that one."""
+        problems: list[str] = []
+        found = await self._manifest_from_dht(cid, registered, problems)
+        if found is None:
+            found = await self._manifest_from_hosts(cid, registered, problems)
+        if found is not None:
+            return found
+        if not problems:
+            raise ContentNotFoundError(
+                f"no manifest for work {cid.hex()} in the DHT or at its hosts: check the CID, "
+                "or that its publisher's hosts are running"
+            )
+        raise ContentNotFoundError(
+            f"no usable manifest for work {cid.hex()} ({'; '.join(problems)})"
+        )
+
+    def _checked(
+        self, raw: bytes, cid: bytes, registered: bytes | None, problems: list[str]
+    ) -> Manifest | None:
+        """The manifest in ``raw`` if it is valid for ``cid`` (and the registered one)."""
+        try:
+            m = decode_manifest(raw)
+            verify_manifest(m, cid=cid)
+        except ManifestError as e:
+            problems.append(str(e))
+            return None
+        if registered is not None and manifest_hash(m) != registered:
+            problems.append(
+                f"a manifest {manifest_hash(m).hex()} other than the one the work's registry "
+                f"entry names ({registered.hex()}): refused"
+            )
+            return None
+        return m
+
+    async def _manifest_from_dht(
+        self, cid: bytes, registered: bytes | None, problems: list[str]
+    ) -> Manifest | None:
         pointers: dict[bytes, ManifestPointer] = {}
         owners: Counter[bytes] = Counter()
         for record in await self.dht.find_value(manifest_key(cid)):
@@ -246,34 +312,49 @@ class Fetcher:
                 continue
             pointers[pointer.manifest_hash] = pointer
             owners[pointer.manifest_hash] += 1
-        if not pointers:
-            raise ContentNotFoundError(
-                f"no manifest for work {cid.hex()} in the DHT: check the CID, or that its "
-                "publisher's hosts are running"
-            )
-        if registered is not None and registered not in pointers:
-            raise ContentNotFoundError(
-                f"the DHT holds manifests for work {cid.hex()}, but not the one its registry "
-                f"entry names ({registered.hex()}): refusing the others"
-            )
-        problems: list[str] = []
-        for manifest_hash, _ in owners.most_common():
-            if registered is not None and manifest_hash != registered:
+        for hash_, _ in owners.most_common():
+            if registered is not None and hash_ != registered:
+                problems.append(
+                    f"the DHT points to manifest {hash_.hex()}, not the one the work's registry "
+                    f"entry names ({registered.hex()}): refused"
+                )
                 continue
-            raw = await self._manifest_bytes(pointers[manifest_hash])
+            raw = await self._manifest_bytes(pointers[hash_])
             if raw is None:
-                problems.append(f"{manifest_hash.hex()[:16]}: pieces missing or not matching")
+                problems.append(f"the pieces of manifest {hash_.hex()} are missing from the DHT")
                 continue
+            m = self._checked(raw, cid, registered, problems)
+            if m is not None:
+                return m
+        return None
+
+    async def _manifest_from_hosts(
+        self, cid: bytes, registered: bytes | None, problems: list[str]
+    ) -> Manifest | None:
+        """Ask a few of the work's providers for the manifest they keep (``manifest.get``)."""
+        contacts = list((await self.providers(cid)).values())[:MANIFEST_ASKS]
+        found: list[Manifest] = []
+
+        async def ask(contact: Contact, cancel: trio.CancelScope) -> None:
             try:
-                m = decode_manifest(raw)
-                verify_manifest(m, cid=cid)
-            except ManifestError as e:
-                problems.append(f"{manifest_hash.hex()[:16]}: {e}")
-                continue
-            return m
-        raise ContentNotFoundError(
-            f"no usable manifest for work {cid.hex()} in the DHT ({'; '.join(problems)})"
-        )
+                reply = await self.rpc.request(contact, ManifestGet(cid), timeout=MANIFEST_TIMEOUT)
+            except RemoteError as e:
+                if e.code != ErrorCode.NOT_FOUND:
+                    problems.append(f"host {_short(contact.key)}: {e}")
+                return
+            except (NetError, WireError) as e:
+                problems.append(f"host {_short(contact.key)}: {e}")
+                return
+            assert isinstance(reply, ManifestData)  # the registry checked it
+            m = self._checked(reply.raw, cid, registered, problems)
+            if m is not None and not found:
+                found.append(m)
+                cancel.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for contact in contacts:
+                nursery.start_soon(ask, contact, nursery.cancel_scope)
+        return found[0] if found else None
 
     async def _manifest_bytes(self, pointer: ManifestPointer) -> bytes | None:
         """The manifest's bytes from its pieces, or None if they cannot be had."""
@@ -591,7 +672,7 @@ async def open_fetcher(
     dht: DhtService,
     identity: Identity,
     *,
-    ledger: LedgerClient | None = None,
+    ledger: WorkLedger | None = None,
     spending_cap: int = 0,
     fee: int = 0,
     options: FetchOptions | None = None,

@@ -3,12 +3,13 @@
 Each host is a real :func:`~storenode.net.dht.open_dht_node` (its own
 listening socket, Noise handshakes, the DHT) with a
 :class:`~storenode.host.ChunkService` over a memory store routed on the same
-RPC node. :meth:`Swarm.publish` plays the publisher without contracts: it
-codes a work, puts shard i of stripe s on host ``(s + i) % N`` straight into
-that host's chunk service, stores the signed manifest in the DHT (pointer and
-pieces) and has every host that got shards announce itself as a provider. A
-test can then kill hosts (their sockets close) or give a host a chunk
-service that lies.
+RPC node, and ``manifest.get`` answered from the manifests the host keeps.
+:meth:`Swarm.publish` plays the publisher without contracts: it codes a
+work, puts shard i of stripe s on host ``(s + i) % N`` straight into that
+host's chunk service, hands the signed manifest to those hosts, stores it in
+the DHT (pointer and pieces; optional) and has every host that got shards
+announce itself as a provider. A test can then kill hosts (their sockets
+close) or give a host a chunk service that lies.
 
 A reader joins with :meth:`Swarm.reader`: an RPC node and a DHT node
 bootstrapped from the swarm, ready for a :class:`~storenode.client.fetch.Fetcher`.
@@ -21,11 +22,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import msgspec
 import trio
 
 from storenode.host import AllowAll, ChunkPut, ChunkService, PacketReply, PacketRequest, Placement
+from storenode.host.messages import ManifestData, ManifestGet
 from storenode.identity import Identity, keccak256
 from storenode.net.dht import DhtService, open_dht_node
+from storenode.net.errors import RequestRefusedError
+from storenode.net.peer import PeerConnection
 from storenode.publish.manifest import Manifest, encode_manifest, encode_stripes, sign_manifest
 from storenode.publish.records import (
     MANIFEST_TTL,
@@ -37,6 +42,7 @@ from storenode.publish.records import (
 )
 from storenode.publish.stripes import stripe_size_for
 from storenode.store import MemoryChunkStore
+from storenode.wire.messages import ErrorCode
 
 HOST_CAPACITY = 1 << 30
 
@@ -68,6 +74,15 @@ class SwarmHost:
     chunks: ChunkService
     stop: trio.Event
     stopped: trio.Event
+    manifests: dict[bytes, bytes] = field(default_factory=dict)
+    """CID -> the manifest's bytes, answered to ``manifest.get``."""
+
+    def handle_manifest_get(self, conn: PeerConnection, body: msgspec.Struct) -> ManifestData:
+        assert isinstance(body, ManifestGet)
+        raw = self.manifests.get(body.cid)
+        if raw is None:
+            raise RequestRefusedError(ErrorCode.NOT_FOUND, "no manifest of that work here")
+        return ManifestData(raw)
 
     @property
     def key(self) -> bytes:
@@ -98,7 +113,9 @@ class Swarm:
                 ) as dht:
                     chunks = service(MemoryChunkStore(capacity=HOST_CAPACITY), rng)
                     chunks.route(dht.rpc)
-                    box.append(SwarmHost(dht, chunks, stop, stopped))
+                    host = SwarmHost(dht, chunks, stop, stopped)
+                    dht.rpc.route_sync("manifest.get", host.handle_manifest_get)
+                    box.append(host)
                     task_status.started()
                     await stop.wait()
             finally:
@@ -129,6 +146,7 @@ class Swarm:
         name: str = "track.wav",
         media_type: str = "audio/wav",
         stripe_size: int | None = None,
+        manifest_in_dht: bool = True,
     ) -> Manifest:
         """Code ``data``, place its shards, store its manifest and providers."""
         size = stripe_size if stripe_size is not None else stripe_size_for(k, length=len(data))
@@ -155,16 +173,19 @@ class Swarm:
             stripes=entries,
             created=1_700_000_000,
         )
-        pointer, pieces = split_manifest(encode_manifest(manifest))
+        raw = encode_manifest(manifest)
+        pointer, pieces = split_manifest(raw)
         writer = self.seeds[0].dht
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                _publish, writer, manifest_key(cid), encode_pointer(pointer), MANIFEST_TTL
-            )
-            for i, piece in enumerate(pieces):
-                key = manifest_piece_key(pointer.manifest_hash, i)
-                nursery.start_soon(_publish, writer, key, piece, MANIFEST_TTL)
+            if manifest_in_dht:
+                nursery.start_soon(
+                    _publish, writer, manifest_key(cid), encode_pointer(pointer), MANIFEST_TTL
+                )
+                for i, piece in enumerate(pieces):
+                    key = manifest_piece_key(pointer.manifest_hash, i)
+                    nursery.start_soon(_publish, writer, key, piece, MANIFEST_TTL)
             for h in holders:
+                self.hosts[h].manifests[cid] = raw
                 if self.hosts[h].alive:
                     nursery.start_soon(self.hosts[h].dht.announce_provider, providers_key(cid))
         return manifest

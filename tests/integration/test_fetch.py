@@ -61,11 +61,13 @@ class Setup:
 
 @asynccontextmanager
 async def published(
-    size: int = 40 * STRIPE + 1234, *, liars: tuple[int, ...] = ()
+    size: int = 40 * STRIPE + 1234, *, liars: tuple[int, ...] = (), manifest_in_dht: bool = True
 ) -> AsyncIterator[Setup]:
     data = work_bytes(size)
     async with open_swarm(N, services={i: liar for i in liars}) as swarm:
-        manifest = await swarm.publish(data, k=K, n=N, stripe_size=STRIPE)
+        manifest = await swarm.publish(
+            data, k=K, n=N, stripe_size=STRIPE, manifest_in_dht=manifest_in_dht
+        )
         async with swarm.reader() as reader:
             yield Setup(swarm, manifest, data, reader)
         swarm.nursery.cancel_scope.cancel()
@@ -162,6 +164,13 @@ async def test_a_host_sending_corrupt_packets_is_caught_and_no_longer_asked() ->
             again = await read_all(f, s.manifest.cid, 0, 10 * STRIPE)
             assert again == s.data[: 10 * STRIPE]
             assert f.stats.bytes_by_host[bad] == served or f.stats.mismatches >= 2
+
+
+async def test_a_manifest_missing_from_the_dht_is_asked_of_the_hosts() -> None:
+    with trio.fail_after(LIMIT):
+        async with published(3 * STRIPE, manifest_in_dht=False) as s, fetcher_of(s.reader) as f:
+            assert (await f.open(s.manifest.cid)).length == len(s.data)
+            assert await read_all(f, s.manifest.cid, 0, len(s.data)) == s.data
 
 
 async def test_a_work_nobody_has_is_not_found() -> None:
