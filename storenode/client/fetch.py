@@ -34,10 +34,9 @@ The identity of ``rpc`` is the one hosts check receipts against: it should be
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,11 +52,11 @@ from storenode.client.content import (
     ContentCorruptError,
     ContentError,
     ContentInfo,
-    ContentNotFoundError,
     ContentUnavailableError,
     PaymentRequiredError,
 )
 from storenode.client.ledger import ClientError, TxNotIncludedError
+from storenode.client.manifests import find_manifest
 from storenode.client.scheduler import (
     DEFAULT_EXTRA,
     DEFAULT_PER_HOST,
@@ -86,8 +85,6 @@ from storenode.dht.records import parse_provider
 from storenode.host.messages import (
     ChunkData,
     ChunkGet,
-    ManifestData,
-    ManifestGet,
     PacketReply,
     PacketRequest,
 )
@@ -98,18 +95,8 @@ from storenode.net.errors import NetError
 from storenode.net.rpc import RpcNode
 from storenode.publish.manifest import (
     Manifest,
-    ManifestError,
-    decode_manifest,
-    manifest_hash,
-    verify_manifest,
 )
 from storenode.publish.records import (
-    ManifestPointer,
-    RecordFormatError,
-    decode_pointer,
-    join_manifest,
-    manifest_key,
-    manifest_piece_key,
     providers_key,
 )
 from storenode.wire.errors import RemoteError, WireError
@@ -121,13 +108,6 @@ MANIFEST_CACHE: Final = 64
 """Works whose manifest (and registry and payment checks) a fetcher keeps."""
 PROVIDERS_TTL: Final = 60.0
 """Seconds a work's provider list is reused before it is looked up again."""
-MANIFEST_ASKS: Final = 4
-"""Providers asked at once for a manifest the DHT does not have."""
-MANIFEST_TIMEOUT: Final = 5.0
-PIECE_LOOKUPS: Final = 16
-"""Manifest pieces looked up at once."""
-PIECE_COMBINATIONS: Final = 8
-"""Combinations of differing piece values tried before a pointer is given up."""
 THREAD_BYTES: Final = 64 * 1024
 """Stripes (and shards) from this size are decoded and hashed in a worker thread."""
 BUY_TIMEOUT: Final = 60.0
@@ -248,7 +228,9 @@ class Fetcher:
                 return cached
             try:
                 registered = await self._registered_hash(cid)
-                m = await self._find_manifest(cid, registered)
+                m = await find_manifest(
+                    self.dht, self.rpc, cid, registered=registered, providers=self.providers
+                )
                 await self._pay(cid)
             except ClientError as e:
                 raise ContentUnavailableError(f"cannot check work {cid.hex()}: {e}") from None
@@ -262,123 +244,6 @@ class Fetcher:
             return None
         reply = await self.ledger.call_work(cid)
         return None if reply.work is None else reply.work.manifest_hash
-
-    async def _find_manifest(self, cid: bytes, registered: bytes | None) -> Manifest:
-        """The work's manifest from the DHT, else from a host that keeps it; with
-        ``registered`` (the registry's manifest hash) only that one."""
-        problems: list[str] = []
-        found = await self._manifest_from_dht(cid, registered, problems)
-        if found is None:
-            found = await self._manifest_from_hosts(cid, registered, problems)
-        if found is not None:
-            return found
-        if not problems:
-            raise ContentNotFoundError(
-                f"no manifest for work {cid.hex()} in the DHT or at its hosts: check the CID, "
-                "or that its publisher's hosts are running"
-            )
-        raise ContentNotFoundError(
-            f"no usable manifest for work {cid.hex()} ({'; '.join(problems)})"
-        )
-
-    def _checked(
-        self, raw: bytes, cid: bytes, registered: bytes | None, problems: list[str]
-    ) -> Manifest | None:
-        """The manifest in ``raw`` if it is valid for ``cid`` (and the registered one)."""
-        try:
-            m = decode_manifest(raw)
-            verify_manifest(m, cid=cid)
-        except ManifestError as e:
-            problems.append(str(e))
-            return None
-        if registered is not None and manifest_hash(m) != registered:
-            problems.append(
-                f"a manifest {manifest_hash(m).hex()} other than the one the work's registry "
-                f"entry names ({registered.hex()}): refused"
-            )
-            return None
-        return m
-
-    async def _manifest_from_dht(
-        self, cid: bytes, registered: bytes | None, problems: list[str]
-    ) -> Manifest | None:
-        pointers: dict[bytes, ManifestPointer] = {}
-        owners: Counter[bytes] = Counter()
-        for record in await self.dht.find_value(manifest_key(cid)):
-            try:
-                pointer = decode_pointer(record.value)
-            except RecordFormatError as e:
-                log.info("ignoring a bad manifest pointer for %s: %s", cid.hex()[:16], e)
-                continue
-            pointers[pointer.manifest_hash] = pointer
-            owners[pointer.manifest_hash] += 1
-        for hash_, _ in owners.most_common():
-            if registered is not None and hash_ != registered:
-                problems.append(
-                    f"the DHT points to manifest {hash_.hex()}, not the one the work's registry "
-                    f"entry names ({registered.hex()}): refused"
-                )
-                continue
-            raw = await self._manifest_bytes(pointers[hash_])
-            if raw is None:
-                problems.append(f"the pieces of manifest {hash_.hex()} are missing from the DHT")
-                continue
-            m = self._checked(raw, cid, registered, problems)
-            if m is not None:
-                return m
-        return None
-
-    async def _manifest_from_hosts(
-        self, cid: bytes, registered: bytes | None, problems: list[str]
-    ) -> Manifest | None:
-        """Ask a few of the work's providers for the manifest they keep (``manifest.get``)."""
-        contacts = list((await self.providers(cid)).values())[:MANIFEST_ASKS]
-        found: list[Manifest] = []
-
-        async def ask(contact: Contact, cancel: trio.CancelScope) -> None:
-            try:
-                reply = await self.rpc.request(contact, ManifestGet(cid), timeout=MANIFEST_TIMEOUT)
-            except RemoteError as e:
-                if e.code != ErrorCode.NOT_FOUND:
-                    problems.append(f"host {_short(contact.key)}: {e}")
-                return
-            except (NetError, WireError) as e:
-                problems.append(f"host {_short(contact.key)}: {e}")
-                return
-            assert isinstance(reply, ManifestData)  # the registry checked it
-            m = self._checked(reply.raw, cid, registered, problems)
-            if m is not None and not found:
-                found.append(m)
-                cancel.cancel()
-
-        async with trio.open_nursery() as nursery:
-            for contact in contacts:
-                nursery.start_soon(ask, contact, nursery.cancel_scope)
-        return found[0] if found else None
-
-    async def _manifest_bytes(self, pointer: ManifestPointer) -> bytes | None:
-        """The manifest's bytes from its pieces, or None if they cannot be had."""
-        values: list[list[bytes]] = [[] for _ in range(pointer.pieces)]
-        limiter = trio.CapacityLimiter(PIECE_LOOKUPS)
-
-        async def piece(i: int) -> None:
-            async with limiter:
-                records = await self.dht.find_value(manifest_piece_key(pointer.manifest_hash, i))
-            # several owners may disagree: the most common value first
-            counts = Counter(r.value for r in records)
-            values[i] = [v for v, _ in counts.most_common()]
-
-        async with trio.open_nursery() as nursery:
-            for i in range(pointer.pieces):
-                nursery.start_soon(piece, i)
-        if not all(values):
-            return None
-        for pieces in itertools.islice(itertools.product(*values), PIECE_COMBINATIONS):
-            try:
-                return join_manifest(pointer, pieces)
-            except RecordFormatError:
-                continue
-        return None
 
     # -- payment -----------------------------------------------------------------------------
 
