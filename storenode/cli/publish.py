@@ -125,6 +125,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     try:
         with bar:
             results = trio.run(publish_all, home, works, options, progress)
+    except KeyboardInterrupt:
+        sys.stderr.write("storenode: interrupted; run the same command again to resume\n")
+        return 130
     except PublishInputError as exc:
         sys.stderr.write(f"storenode: error: {exc}\n")
         return 2

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from contracts import Amount, Transfer, contract_of, work_of
+from contracts import Amount, Transfer, contract_of, listing_of, work_of
 from storenode.client.ledger import open_home_client
 from storenode.config import load_config, write_config
 from storenode.home import Home, init_home, open_home
@@ -181,12 +181,23 @@ async def test_two_files_are_published_on_four_hosts_each_and_again_changes_noth
         records = await net.validator.dht.find_value(manifest_key(results[0].cid))
         assert records and decode_pointer(records[0].value)
 
+        listing = listing_of(net.validator.chain.state, results[0].cid)
+        assert listing is not None and listing.price == 5
+
         nonce = await nonce_of(net)
         again = await publish(net, works, options(price=Amount(5)))
 
         assert [r.status for r in again] == ["unchanged", "unchanged"]
         assert [r.contracts for r in again] == [r.contracts for r in results]
         assert await nonce_of(net) == nonce  # nothing was sent
+
+        repriced = await publish(net, works[:1], options(price=Amount(7)))
+
+        assert [r.status for r in repriced] == ["repriced"]
+        assert repriced[0].contracts == results[0].contracts
+        assert await nonce_of(net) == nonce + 1  # one SetListing, nothing else
+        listing = listing_of(net.validator.chain.state, results[0].cid)
+        assert listing is not None and listing.price == 7
 
 
 async def test_a_host_that_refuses_or_does_not_answer_is_replaced(
