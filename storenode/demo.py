@@ -45,9 +45,10 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts.encoding import format_tokens
+from storenode.client.ledger import ClientError
 from storenode.ledger import load_genesis
 from storenode.ledger.messages import AccountInfo, ContractSummary
-from storenode.localnet import GENESIS_NAME
+from storenode.localnet import GENESIS_NAME, LocalnetError
 from storenode.localnet.processes import (
     UP_BLOCK_TIME,
     UP_WINDOW_BLOCKS,
@@ -420,7 +421,7 @@ def run_demo(
     start = time.perf_counter()
     try:
         demo.run()
-    except DemoError as exc:
+    except (DemoError, LocalnetError, ClientError) as exc:
         console.print(f"[bold red]FAILED[/bold red]: {exc}")
         return 1
     finally:
@@ -434,8 +435,8 @@ def run_demo(
 
 
 def _stop(demo: Demo, console: Console) -> None:
-    if demo.record is None and not (demo.folder / "localnet" / "localnet.json").exists():
-        return
+    if not (demo.folder / "localnet" / "localnet.json").exists():
+        return  # no node was started
     report = down(demo.folder / "localnet")
     stopped = len(report.stopped) + len(report.killed)
     console.print(f"localnet down: stopped {stopped} nodes")
