@@ -12,7 +12,8 @@ input (arguments, config, key or genesis file).
 
 One module per group of sub-commands: :mod:`~storenode.cli.node` (``init``,
 ``ledger``), :mod:`~storenode.cli.localnet`, :mod:`~storenode.cli.wallet`,
-:mod:`~storenode.cli.chain` (``chain``, ``registry``, ``contracts``) and
+:mod:`~storenode.cli.chain` (``chain``, ``registry``, ``contracts``),
+:mod:`~storenode.cli.content` (``fetch``, ``stream``) and
 :mod:`~storenode.cli.bench` (``demo``, ``bench``); what they share is in
 :mod:`~storenode.cli.amounts` and :mod:`~storenode.cli.common`.
 """
@@ -24,7 +25,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from storenode.cli import bench, chain, localnet, node, publish, wallet
+from storenode.cli import bench, chain, content, localnet, node, publish, wallet
 from storenode.cli.amounts import (
     DECIMALS,
     MAX_UNITS,
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     wallet.add_commands(sub, parents)
     chain.add_commands(sub, parents)
     publish.add_commands(sub, parents)
+    content.add_commands(sub, parents)
     bench.add_commands(sub)
     return p
 

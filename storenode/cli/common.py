@@ -163,6 +163,7 @@ def usage_error(args: argparse.Namespace, message: str) -> UsageError:
 
 def exit_code(exc: Exception) -> int | None:
     """2 for bad input, 1 for a failure, None for a bug (re-raised)."""
+    from storenode.client.content import ContentError
     from storenode.client.ledger import ClientError
     from storenode.config import ConfigError
     from storenode.home import HomeError, KeyFileError, KeyFileExistsError
@@ -174,6 +175,8 @@ def exit_code(exc: Exception) -> int | None:
         return 1
     if isinstance(exc, ConfigError | KeyFileError | GenesisInvalidError | LocalnetParamsError):
         return 2
+    if isinstance(exc, ContentError):
+        return 1  # not found, unavailable, corrupt, payment needed: the message says which
     if isinstance(exc, ClientError | HomeError | ChainStoreError | LocalnetError | NodeError):
         return 1
     return None

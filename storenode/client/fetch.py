@@ -181,7 +181,7 @@ class Fetcher:
         self.buy_timeout = buy_timeout
         self.stats = FetchStats()
         self._nursery = nursery
-        self._manifests: OrderedDict[bytes, Manifest] = OrderedDict()
+        self._manifests: OrderedDict[bytes, tuple[Manifest, bool]] = OrderedDict()
         self._providers: OrderedDict[bytes, tuple[float, dict[bytes, Contact]]] = OrderedDict()
         self._open_lock = trio.Lock()
         self._limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
@@ -225,7 +225,7 @@ class Fetcher:
             cached = self._manifests.get(cid)
             if cached is not None:
                 self._manifests.move_to_end(cid)
-                return cached
+                return cached[0]
             try:
                 registered = await self._registered_hash(cid)
                 m = await find_manifest(
@@ -234,10 +234,18 @@ class Fetcher:
                 await self._pay(cid)
             except ClientError as e:
                 raise ContentUnavailableError(f"cannot check work {cid.hex()}: {e}") from None
-            self._manifests[cid] = m
+            self._manifests[cid] = (m, registered is not None)
             if len(self._manifests) > MANIFEST_CACHE:
                 self._manifests.popitem(last=False)
             return m
+
+    def registered(self, cid: bytes) -> bool:
+        """Whether the manifest of ``cid`` (opened) is the one the work's registry entry
+        names: then its stripe hashes are the registered owner's word for the CID.
+        Otherwise it is only its signer's, and a reader of the whole work should check
+        the CID itself (``storenode fetch`` does)."""
+        cached = self._manifests.get(cid)
+        return cached is not None and cached[1]
 
     async def _registered_hash(self, cid: bytes) -> bytes | None:
         if self.ledger is None:

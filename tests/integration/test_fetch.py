@@ -8,6 +8,7 @@ lies, and priced on a ledger.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -282,3 +283,62 @@ async def test_a_manifest_other_than_the_registered_one_is_refused(tmp_path: Pat
             ):
                 with pytest.raises(ContentNotFoundError, match="registry entry"):
                     await f.open(m.cid)
+
+
+# -- the commands: storenode fetch and stream ------------------------------------------------
+
+
+def listener_home(root: Path, s: Setup, chain_node: LedgerService) -> Path:
+    from storenode.config import Config
+    from storenode.home import init_home
+
+    seeds = tuple(PeerSpec(h.key, "127.0.0.1", h.dht.contact.port) for h in s.swarm.seeds[:2])
+    config = Config(peers=seeds, client_node=spec_of(chain_node))
+    home, _ = init_home(root, config, identity=account(2))
+    return home.root
+
+
+async def run_cli(*argv: str) -> int:
+    """``storenode ARGV`` in a thread (the command runs its own trio loop)."""
+    from storenode.cli import main
+
+    def run() -> int:
+        try:
+            return main(list(argv))
+        except SystemExit as e:  # a usage error
+            assert isinstance(e.code, int)
+            return e.code
+
+    return await trio.to_thread.run_sync(run)
+
+
+@pytest.mark.slow
+async def test_fetch_writes_the_work_whole_and_stream_writes_it_to_stdout(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with published(6 * STRIPE + 77) as s, ledger(tmp_path) as chain_node:
+            home = str(listener_home(tmp_path / "listener", s, chain_node))
+            cid = "0x" + s.manifest.cid.hex()
+            out = tmp_path / "track.wav"
+            assert await run_cli("--home", home, "fetch", cid, "-o", str(out), "--json") == 0
+            assert out.read_bytes() == s.data
+            doc = json.loads(capfdbinary.readouterr().out)
+            assert doc["cid"] == cid and doc["bytes"] == len(s.data)
+            assert doc["path"] == str(out) and 1 <= doc["hosts"] <= N
+            assert list(tmp_path.glob(".track.wav.*")) == []  # no partial file left
+
+            out.write_bytes(b"mine")
+            assert await run_cli("--home", home, "fetch", cid, "-o", str(out)) == 2
+            assert out.read_bytes() == b"mine"  # not overwritten without --force
+            assert await run_cli("--home", home, "fetch", cid, "-o", str(out), "--force") == 0
+            assert out.read_bytes() == s.data
+            capfdbinary.readouterr()
+
+            start = len(s.data) - STRIPE - 10
+            assert await run_cli("--home", home, "stream", cid, "--start", str(start)) == 0
+            assert capfdbinary.readouterr().out == s.data[start:]
+
+            unknown = "0x" + keccak256(b"nothing").hex()
+            assert await run_cli("--home", home, "stream", unknown) == 1
+            assert b"no manifest" in capfdbinary.readouterr().err
