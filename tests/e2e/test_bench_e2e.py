@@ -72,7 +72,7 @@ def ours(publish: float, fetch: float, ttfb: float) -> e2e.OurFigures:
     return e2e.OurFigures(
         size_mib=64,
         publish_MBps=publish,
-        publish_upload_MBps=None,
+        publish_upload_MBps=publish * 2,
         fetch_MBps=fetch,
         fetch_gateway_MBps=fetch,
         ttfb_ms=ttfb,
@@ -130,7 +130,14 @@ def test_a_small_run_publishes_fetches_and_reads_ranges_beside_tahoe() -> None:
     assert len(lines) == 1, "--json prints exactly one line"
     result = json.loads(lines[0])
     row = result["sizes"]["2"]
-    for key in ("publish_MBps", "fetch_MBps", "fetch_gateway_MBps", "ttfb_ms", "ttfb_cold_ms"):
+    for key in (
+        "publish_MBps",
+        "publish_upload_MBps",
+        "fetch_MBps",
+        "fetch_gateway_MBps",
+        "ttfb_ms",
+        "ttfb_cold_ms",
+    ):
         assert isinstance(row[key], float) and row[key] > 0, key
     assert "localnet up" in done.stderr and "rep 1" in done.stderr
     if tahoe.default_dir() is None:
