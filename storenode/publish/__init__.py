@@ -14,7 +14,11 @@
 These are pure and synchronous (the journal reads and writes its files).
 :mod:`storenode.publish.pipeline`, the trio shell that drives them over the
 wire and the ledger, is imported on its own (it needs the host's messages,
-which need this package). Spec: docs/specs/manifest.md; guide: docs/publisher.md.
+which need this package), with its steps: :mod:`~storenode.publish.contracting`
+(hosts' acceptances), :mod:`~storenode.publish.transactions` (the ledger),
+:mod:`~storenode.publish.upload` (chunks and manifest) and what they share,
+:mod:`~storenode.publish.session`. Spec: docs/specs/manifest.md; guide:
+docs/publisher.md.
 """
 
 from storenode.publish.errors import (

@@ -38,6 +38,7 @@ import msgspec
 from contracts.encoding import decoder
 from contracts.tx import ContractTerms
 from storenode.config import write_atomic
+from storenode.identity import address_hex, address_of
 from storenode.publish.errors import JournalError
 
 JOURNAL_VERSION: Final = 1
@@ -75,6 +76,11 @@ class HostEntry(msgspec.Struct, kw_only=True):
     @property
     def public_key(self) -> bytes:
         return bytes.fromhex(self.key)
+
+    @property
+    def who(self) -> str:
+        """The host's address, ``0x…``, for messages."""
+        return address_hex(address_of(self.public_key))
 
     @property
     def accepted(self) -> bool:

@@ -203,7 +203,7 @@ async def test_two_files_are_published_on_four_hosts_each_and_again_changes_noth
 async def test_a_host_that_refuses_or_does_not_answer_is_replaced(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="storenode.publish.pipeline")
+    caplog.set_level(logging.WARNING, logger="storenode.publish")
     async with local_net(tmp_path) as net:
         # node-1 cannot lock any collateral (it gave its tokens away), so it refuses;
         # node-2 is gone, though its ad is still in the DHT.
@@ -227,7 +227,7 @@ async def test_a_host_that_refuses_or_does_not_answer_is_replaced(
         assert gone_address not in result.hosts
         check_stored(net, work, result)
         warnings = [
-            r.getMessage() for r in caplog.records if r.name == "storenode.publish.pipeline"
+            r.getMessage() for r in caplog.records if r.name.startswith("storenode.publish")
         ]
         refused = address_hex(refusing.identity.address)
         assert any(refused in w and "refused the contract" in w for w in warnings)

@@ -1,0 +1,273 @@
+"""Sending a work's chunks and manifest to its hosts, once their contracts are signed.
+
+:meth:`Uploader.upload` codes the stripes again (the coding pass kept only
+chunk ids, so memory stays bounded whatever the work's size) in a worker
+thread, a batch of stripes at a time, and hands each shard a host has not
+acknowledged to that host's queue; a few tasks per host (``per_host``) send
+them as ``chunk.put``, so many requests are in flight and a slow host does
+not stall the others until its queue is full. Shards 0..k-1 are views of the
+mapped file: nothing is copied before the wire encrypts it.
+
+A request a host does not answer (no connection, a timeout, ``BUSY``) is
+tried again a few times, with a doubling delay; then the publish stops with
+:class:`HostFailedError` naming the host: its contract is open, so its shards
+cannot move, and running the same command once it is back resumes. A
+refusal (``REFUSED``, …) stops the publish at once (:class:`HostRefusedError`).
+The acknowledged chunks are written to the journal about once a second, and
+when the upload ends for any reason.
+
+:meth:`Uploader.store_manifest` then gives the manifest to every host of the
+work (``manifest.put``: they keep it and publish it in the DHT) and stores
+its pointer and pieces in the DHT itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Final, cast
+
+import msgspec
+import trio
+
+from storenode.coding.rs import ReedSolomon
+from storenode.config import PeerSpec
+from storenode.host.messages import ChunkPut, ManifestPut, ManifestStored, Placement, Stored
+from storenode.net.dht import DhtService
+from storenode.net.errors import NetError
+from storenode.net.rpc import RpcNode
+from storenode.publish.errors import RESUME_HINT, HostFailedError, HostRefusedError
+from storenode.publish.journal import HostEntry
+from storenode.publish.records import (
+    MANIFEST_TTL,
+    encode_pointer,
+    manifest_key,
+    manifest_piece_key,
+    split_manifest,
+)
+from storenode.publish.session import (
+    JournalSaver,
+    Progress,
+    PublishOptions,
+    Work,
+    single_error,
+)
+from storenode.wire.errors import RemoteError, WireError
+from storenode.wire.messages import ErrorCode
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS: Final = 4
+"""Tries of one request to a host of an opened contract before the publish stops."""
+CODING_BATCH: Final = 8 << 20
+"""Bytes of the work coded per worker-thread call."""
+FLUSH_INTERVAL: Final = 1.0
+"""Seconds between two saves of the journal during the upload."""
+_RETRYABLE: Final = frozenset(
+    {ErrorCode.BUSY, ErrorCode.TIMEOUT, ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE}
+)
+
+Shard = tuple[int, int, int, memoryview | bytes]
+"""``(position in the host's contract, stripe, shard index, bytes)``."""
+
+
+class Uploader:
+    """The upload step of a publish (see the module docstring)."""
+
+    def __init__(
+        self,
+        rpc: RpcNode,
+        dht: DhtService,
+        saver: JournalSaver,
+        coding: trio.CapacityLimiter,
+    ) -> None:
+        self.rpc = rpc
+        self.dht = dht
+        self.saver = saver
+        self.coding = coding
+
+    async def upload(self, work: Work, options: PublishOptions, progress: Progress) -> None:
+        """Code the stripes again and send each shard a host has not acknowledged."""
+        journal = work.journal
+        needs: dict[int, list[tuple[int, int, int]]] = {}  # stripe -> [(host, position, shard)]
+        for h, entry in enumerate(journal.hosts):
+            for pos, (s, i) in enumerate(entry.shards):
+                if pos not in work.acked[h]:
+                    needs.setdefault(s, []).append((h, pos, i))
+        count = sum(len(v) for v in needs.values())
+        progress.phase(work.file, "upload", count * journal.shard_size)
+        if not count:
+            return
+        started = time.perf_counter()
+        queues: dict[int, trio.MemorySendChannel[Shard]] = {}
+        try:
+            async with trio.open_nursery() as flushing:
+                flushing.start_soon(self._flush, work)
+                async with trio.open_nursery() as nursery:
+                    for h in sorted({h for v in needs.values() for h, _, _ in v}):
+                        send, receive = trio.open_memory_channel[Shard](options.per_host * 2)
+                        queues[h] = send
+                        async with receive:
+                            for _ in range(options.per_host):
+                                nursery.start_soon(
+                                    self._sender, work, h, receive.clone(), options, progress
+                                )
+                    nursery.start_soon(self._produce, work, needs, queues)
+                flushing.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise single_error(group) from None
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.saver.save_acks(work)
+        work.upload_seconds = time.perf_counter() - started
+        log.info("uploaded %d chunks of %s in %.2f s", count, work.file.name, work.upload_seconds)
+
+    async def _produce(
+        self,
+        work: Work,
+        needs: dict[int, list[tuple[int, int, int]]],
+        queues: dict[int, trio.MemorySendChannel[Shard]],
+    ) -> None:
+        journal = work.journal
+        size = journal.stripe_size
+        code = ReedSolomon(journal.k, journal.n)
+        per_batch = max(1, CODING_BATCH // size)
+        stripes = sorted(needs)
+
+        def encode_batch(batch: Sequence[int]) -> list[list[memoryview]]:
+            return [code.encode_stripe(_stripe(work.data, s, size)) for s in batch]
+
+        try:
+            for b in range(0, len(stripes), per_batch):
+                batch = stripes[b : b + per_batch]
+                coded = await trio.to_thread.run_sync(encode_batch, batch, limiter=self.coding)
+                for s, shards in zip(batch, coded, strict=True):
+                    for h, pos, i in needs[s]:
+                        await queues[h].send((pos, s, i, shards[i]))
+        finally:
+            for queue in queues.values():
+                queue.close()
+
+    async def _sender(
+        self,
+        work: Work,
+        h: int,
+        receive: trio.MemoryReceiveChannel[Shard],
+        options: PublishOptions,
+        progress: Progress,
+    ) -> None:
+        journal = work.journal
+        entry = journal.hosts[h]
+        manifest = work.manifest
+        async with receive:
+            async for pos, s, i, data in receive:
+                put = ChunkPut(
+                    manifest.stripes[s].chunk_ids[i],
+                    Placement(work.cid, s, i, journal.k, journal.n),
+                    cast(bytes, data),  # sent as it is: msgspec encodes any buffer as bin
+                )
+                what = f"chunk {i} of stripe {s} of {work.file.name}"
+                reply = await self.request(entry, put, what, options)
+                if not isinstance(reply, Stored) or reply.chunk_id != put.chunk_id:
+                    raise HostRefusedError(
+                        f"host {entry.who} answered {what} with something else than its "
+                        f"acknowledgement; {RESUME_HINT}"
+                    )
+                work.acked[h].add(pos)
+                work.dirty = True
+                progress.advance(len(data))
+
+    async def request(
+        self, entry: HostEntry, body: msgspec.Struct, what: str, options: PublishOptions
+    ) -> msgspec.Struct:
+        """``body``'s reply from a host of an opened contract, tried again while the
+        host does not answer; :class:`HostRefusedError` or :class:`HostFailedError`."""
+        peer = PeerSpec(entry.public_key, entry.host, entry.port)
+        delay = options.retry_delay
+        last = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                await trio.sleep(delay)
+                delay *= 2
+            try:
+                return await self.rpc.request(peer, body, timeout=options.put_timeout)
+            except RemoteError as exc:
+                if exc.code not in _RETRYABLE:
+                    raise HostRefusedError(
+                        f"host {entry.who} refused {what}: {exc.message}; fix what it says, "
+                        f"then {RESUME_HINT}"
+                    ) from None
+                last = exc.message
+            except (NetError, WireError) as exc:
+                last = str(exc)
+            log.info("host %s: %s failed (%s), trying again", entry.who, what, last)
+        raise HostFailedError(
+            f"host {entry.who} at {entry.host}:{entry.port} stopped answering ({last}); "
+            f"{what} was tried {ATTEMPTS} times. Its contract is open, so its shards "
+            f"cannot move: once it is back, {RESUME_HINT}"
+        )
+
+    async def _flush(self, work: Work) -> None:
+        while True:
+            await trio.sleep(FLUSH_INTERVAL)
+            if work.dirty:
+                await self.saver.save_acks(work)
+
+    async def store_manifest(self, work: Work, options: PublishOptions) -> None:
+        """Give the manifest to every host of the work and store it in the DHT."""
+        journal = work.journal
+        put = ManifestPut(work.raw_manifest)
+
+        async def give(entry: HostEntry) -> None:
+            what = f"the manifest of {work.file.name}"
+            reply = await self.request(entry, put, what, options)
+            if not isinstance(reply, ManifestStored):
+                raise HostRefusedError(
+                    f"host {entry.who} answered {what} with something else than its "
+                    f"acknowledgement; {RESUME_HINT}"
+                )
+            entry.manifest_stored = True
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for entry in journal.hosts:
+                    if not entry.manifest_stored:
+                        nursery.start_soon(give, entry)
+                if not journal.dht_stored:
+                    nursery.start_soon(self._manifest_to_dht, work)
+        except BaseExceptionGroup as group:
+            raise single_error(group) from None
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.saver.save(journal)
+
+    async def _manifest_to_dht(self, work: Work) -> None:
+        pointer, pieces = split_manifest(work.raw_manifest)
+        stored: list[int] = []
+
+        async def publish(key: bytes, value: bytes) -> None:
+            stored.append(await self.dht.publish(key, value, ttl=MANIFEST_TTL))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish, manifest_key(work.cid), encode_pointer(pointer))
+            for index, piece in enumerate(pieces):
+                key = manifest_piece_key(pointer.manifest_hash, index)
+                nursery.start_soon(publish, key, piece)
+        work.journal.dht_stored = min(stored) > 0
+        if not work.journal.dht_stored:
+            log.warning(
+                "no DHT node took a copy of the manifest of %s; its hosts keep and publish it",
+                work.file.name,
+            )
+
+
+def _stripe(data: memoryview, index: int, size: int) -> memoryview | bytes:
+    """Stripe ``index`` of the work: a view, or a padded copy for a short last stripe."""
+    piece = data[index * size : (index + 1) * size]
+    if piece.nbytes == size:
+        return piece
+    return bytes(piece) + bytes(size - piece.nbytes)
+
+
+__all__ = ["ATTEMPTS", "CODING_BATCH", "FLUSH_INTERVAL", "Uploader"]
