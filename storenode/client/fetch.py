@@ -354,15 +354,19 @@ class _Read:
         self.changed = trio.Event()
         self.result_ready = trio.Event()
         self.error: ContentError | None = None
+        self.error_at = self.sched.last + 1
+        """The stripe the error is about: the stripes before it are still delivered."""
         self.finished = False
         self.refreshed = False
 
     def poke(self) -> None:
         self.changed.set()
 
-    def fail(self, error: ContentError) -> None:
-        if self.error is None:
-            self.error = error
+    def fail(self, error: ContentError, at: int) -> None:
+        """The read cannot go past stripe ``at`` (the earliest such stripe wins)."""
+        if self.error is None or at < self.error_at:
+            self.error, self.error_at = error, at
+        self.result_ready.set()
         self.poke()
 
     async def produce(
@@ -382,7 +386,7 @@ class _Read:
 
     async def _drive(self) -> None:
         sched = self.sched
-        while not self.finished and self.error is None:
+        while not self.finished:
             self.changed = trio.Event()
             for ask in sched.plan(trio.current_time()):
                 scope = self.scopes[ask.id] = trio.CancelScope()
@@ -390,11 +394,10 @@ class _Read:
             for st in sched.take_ready():
                 self.nursery.start_soon(self._decode, st)
             stuck = sched.blocked()
-            if stuck is not None:
-                if not await self._more_hosts():
-                    self.fail(self._blocked_error(stuck))
-                    return
-                continue
+            if stuck is not None and stuck.index < self.error_at:
+                if await self._more_hosts():
+                    continue
+                self.fail(self._blocked_error(stuck), stuck.index)
             await self.changed.wait()
 
     async def _more_hosts(self) -> bool:
@@ -422,6 +425,10 @@ class _Read:
         size = self.m.stripe_size
         for s in range(self.sched.first, self.sched.last + 1):
             while s not in self.results:
+                if s >= self.error_at:  # the stripes before the error are delivered
+                    self.finished = True
+                    self.poke()
+                    return
                 self.result_ready = trio.Event()
                 await self.result_ready.wait()
             data = self.results.pop(s)
@@ -519,7 +526,8 @@ class _Read:
                     ContentCorruptError(
                         f"stripe {s} of work {self.m.cid.hex()}: its verified chunks do not "
                         "rebuild the stripe its manifest describes (a bad manifest)"
-                    )
+                    ),
+                    s,
                 )
                 return
             data, blocks = out

@@ -191,6 +191,20 @@ async def test_fewer_than_k_hosts_left_is_unavailable() -> None:
                 await read_all(f, s.manifest.cid, 0, len(s.data))
 
 
+async def test_bytes_before_a_stripe_that_cannot_be_read_are_delivered() -> None:
+    with trio.fail_after(LIMIT):
+        async with published() as s, fetcher_of(s.reader) as f:
+            out = bytearray()
+            with pytest.raises(ContentUnavailableError):
+                async for piece in f.read(s.manifest.cid, 0, len(s.data)):
+                    out += piece
+                    if len(s.swarm.seeds) == N:
+                        for host in s.swarm.hosts[: N - K + 1]:
+                            await s.swarm.kill(host)
+            assert 0 < len(out) < len(s.data)
+            assert bytes(out) == s.data[: len(out)]
+
+
 async def test_wide_windows_and_narrow_ones_read_the_same_bytes() -> None:
     with trio.fail_after(LIMIT):
         async with published() as s:
