@@ -48,7 +48,8 @@ class TooFewHostsError(PublishError, NotEnoughHostsError):
         NotEnoughHostsError.__init__(self, needed, available)
         self.args = (
             f"this publish needs {needed} hosts (n={needed}: one shard of every stripe per "
-            f"host) and {available} can take it{detail}: start more hosts, raise "
+            f"host) and {available} can take it{detail}: start more hosts (or bring back "
+            "those that did not answer) and run the same command again, raise "
             "publish.max_price, or publish with a smaller --n",
         )
 
