@@ -183,7 +183,7 @@ class Fetcher:
         self._nursery = nursery
         self._manifests: OrderedDict[bytes, tuple[Manifest, bool]] = OrderedDict()
         self._providers: OrderedDict[bytes, tuple[float, dict[bytes, Contact]]] = OrderedDict()
-        self._open_lock = trio.Lock()
+        self._opening: dict[bytes, trio.Event] = {}
         self._limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
 
     # -- ContentSource ---------------------------------------------------------------------
@@ -220,24 +220,33 @@ class Fetcher:
     # -- manifests -------------------------------------------------------------------------
 
     async def manifest(self, cid: bytes) -> Manifest:
-        """The work's verified manifest, after the registry and payment checks (cached)."""
-        async with self._open_lock:
+        """The work's verified manifest, after the registry and payment checks (cached;
+        concurrent opens of one work share one lookup, other works do not wait)."""
+        while True:
             cached = self._manifests.get(cid)
             if cached is not None:
                 self._manifests.move_to_end(cid)
                 return cached[0]
-            try:
-                registered = await self._registered_hash(cid)
-                m = await find_manifest(
-                    self.dht, self.rpc, cid, registered=registered, providers=self.providers
-                )
-                await self._pay(cid)
-            except ClientError as e:
-                raise ContentUnavailableError(f"cannot check work {cid.hex()}: {e}") from None
-            self._manifests[cid] = (m, registered is not None)
-            if len(self._manifests) > MANIFEST_CACHE:
-                self._manifests.popitem(last=False)
-            return m
+            pending = self._opening.get(cid)
+            if pending is None:
+                break
+            await pending.wait()  # another reader is opening it: use its result
+        done = self._opening[cid] = trio.Event()
+        try:
+            registered = await self._registered_hash(cid)
+            m = await find_manifest(
+                self.dht, self.rpc, cid, registered=registered, providers=self.providers
+            )
+            await self._pay(cid)
+        except ClientError as e:
+            raise ContentUnavailableError(f"cannot check work {cid.hex()}: {e}") from None
+        finally:
+            del self._opening[cid]
+            done.set()
+        self._manifests[cid] = (m, registered is not None)
+        if len(self._manifests) > MANIFEST_CACHE:
+            self._manifests.popitem(last=False)
+        return m
 
     def registered(self, cid: bytes) -> bool:
         """Whether the manifest of ``cid`` (opened) is the one the work's registry entry

@@ -112,6 +112,24 @@ async def test_ranges_at_random_offsets_are_byte_exact() -> None:
                 assert await read_all(f, s.manifest.cid, a, b) == s.data[a:b], (a, b)
 
 
+async def test_concurrent_reads_of_one_work_share_its_manifest_and_are_byte_exact() -> None:
+    rng = random.Random(9)
+    with trio.fail_after(LIMIT):
+        async with published() as s, fetcher_of(s.reader) as f:
+            length = len(s.data)
+            ranges = [tuple(sorted(rng.randrange(length + 1) for _ in range(2))) for _ in range(6)]
+            results: dict[tuple[int, ...], bytes] = {}
+
+            async def one(a: int, b: int) -> None:
+                results[(a, b)] = await read_all(f, s.manifest.cid, a, b)
+
+            async with trio.open_nursery() as nursery:
+                for a, b in ranges:
+                    nursery.start_soon(one, a, b)
+            for a, b in ranges:
+                assert results[(a, b)] == s.data[a:b]
+
+
 async def test_a_reader_that_stops_early_leaves_nothing_running() -> None:
     with trio.fail_after(LIMIT):
         async with published() as s, fetcher_of(s.reader) as f:
