@@ -16,16 +16,30 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 
-from contracts import Amount, Transfer, contract_of, listing_of, work_of
+from contracts import (
+    Amount,
+    ContractTerms,
+    Transfer,
+    contract_id,
+    contract_of,
+    listing_of,
+    work_of,
+)
+from contracts.encoding import decoder
 from storenode.client.ledger import open_home_client
 from storenode.config import load_config, write_config
+from storenode.dht import Contact
 from storenode.home import Home, init_home, open_home
 from storenode.host.daemon import HostNode
-from storenode.identity import address_hex
+from storenode.host.messages import ContractAccepted, ContractProposal
+from storenode.identity import Identity, address_hex
 from storenode.localnet import init_localnet
+from storenode.net.dht import open_dht_node
+from storenode.net.peer import PeerConnection
 from storenode.node import open_host_node
 from storenode.publish import HostFailedError, Stage, WorkFile, WorkOwnedError, discover_works
 from storenode.publish.journal import JournalStore
@@ -36,7 +50,14 @@ from storenode.publish.pipeline import (
     WorkResult,
     open_publisher,
 )
-from storenode.publish.records import decode_pointer, manifest_key
+from storenode.publish.records import (
+    HOST_AD_TTL,
+    HOSTS_KEY,
+    HostAd,
+    decode_pointer,
+    encode_host_ad,
+    manifest_key,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +65,8 @@ HOSTS = 6
 K, N = 2, 4
 WAIT = 30.0
 """Longest a publish or a start may take (seconds of wall time)."""
+
+_terms_decoder = decoder(ContractTerms)
 
 
 @dataclass
@@ -233,6 +256,40 @@ async def test_a_host_that_refuses_or_does_not_answer_is_replaced(
         assert any(refused in w and "refused the contract" in w for w in warnings)
         assert any(address_hex(gone_address) in w and "did not answer" in w for w in warnings)
         assert all("placing its shards elsewhere" in w for w in warnings)
+
+
+async def test_a_host_whose_acceptance_does_not_verify_is_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="storenode.publish")
+    rogue = Identity.generate()
+
+    async def accept_without_signing(
+        conn: PeerConnection, body: msgspec.Struct
+    ) -> ContractAccepted:
+        assert isinstance(body, ContractProposal)
+        return ContractAccepted(contract_id(_terms_decoder.decode(body.terms)), bytes(64))
+
+    async with local_net(tmp_path) as net, open_dht_node(rogue) as dht:
+        dht.rpc.route("contract.propose", accept_without_signing)
+        seed = net.validator
+        await dht.bootstrap([Contact(seed.identity.public_key, "127.0.0.1", seed.port)])
+        assert dht.rpc.port is not None
+        chain = seed.chain.genesis.chain_id
+        ad = HostAd(rogue.public_key, "127.0.0.1", dht.rpc.port, 0, chain, "1", 0, 10**6, 1 << 40)
+        assert await dht.publish(HOSTS_KEY, encode_host_ad(ad), ttl=HOST_AD_TTL) > 0
+        (work,) = write_works(tmp_path / "one", {"a.wav": 8_000_000})
+
+        (result,) = await publish(net, [work], options())
+
+        assert result.status == "published"
+        assert rogue.address not in result.hosts
+        check_stored(net, work, result)
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("storenode.publish")]
+    assert any(
+        address_hex(rogue.address) in w and "an acceptance that does not verify" in w
+        for w in warnings
+    )
 
 
 class CancelAt:
