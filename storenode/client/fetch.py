@@ -89,7 +89,7 @@ from storenode.host.messages import (
     PacketRequest,
 )
 from storenode.identity import Identity
-from storenode.ledger.messages import ListingInfo, TxInfo, WorkReply
+from storenode.ledger.messages import ChainStatus, ListingInfo, TxInfo, WorkReply
 from storenode.net.dht import DhtService
 from storenode.net.errors import NetError
 from storenode.net.rpc import RpcNode
@@ -111,6 +111,7 @@ PROVIDERS_TTL: Final = 60.0
 THREAD_BYTES: Final = 64 * 1024
 """Stripes (and shards) from this size are decoded and hashed in a worker thread."""
 BUY_TIMEOUT: Final = 60.0
+POLL_INTERVAL: Final = 0.2
 
 _MISSES: Final[dict[int, Miss]] = {
     ErrorCode.NOT_FOUND: Miss.ABSENT,
@@ -128,6 +129,7 @@ class WorkLedger(Protocol):
     """What a fetcher asks of the ledger (a :class:`~storenode.client.ledger.LedgerClient`
     is one). Failures are :class:`~storenode.client.ledger.ClientError`."""
 
+    async def call_status(self) -> ChainStatus: ...
     async def call_work(self, fingerprint: bytes) -> WorkReply: ...
     async def call_listing(self, fingerprint: bytes, buyer: bytes) -> ListingInfo: ...
     async def send_tx(self, identity: Identity, body: Body, *, fee: int) -> bytes: ...
@@ -282,7 +284,12 @@ class Fetcher:
             )
         try:
             tx = await self.ledger.send_tx(self.identity, Buy(cid, Amount(price)), fee=self.fee)
-            await self.ledger.wait_for_tx(tx, timeout=self.buy_timeout)
+            included = await self.ledger.wait_for_tx(tx, timeout=self.buy_timeout)
+            # Hosts check the receipt on their own copy of the chain: give the block
+            # that holds it the time to reach them (the next block has).
+            with trio.move_on_after(self.buy_timeout):
+                while (await self.ledger.call_status()).height <= included.height:
+                    await trio.sleep(POLL_INTERVAL)
         except TxNotIncludedError:
             # a concurrent buyer (another read) may have bought it first
             if (await self.ledger.call_listing(cid, self.identity.address)).receipt:
@@ -313,9 +320,10 @@ class Fetcher:
                 log.info("ignoring a bad provider record for %s: %s", cid.hex()[:16], e)
                 continue
             contacts[contact.key] = contact
-        self._providers[cid] = (trio.current_time(), contacts)
-        if len(self._providers) > MANIFEST_CACHE:
-            self._providers.popitem(last=False)
+        if contacts:  # none yet may be an announcement still on its way: ask again next time
+            self._providers[cid] = (trio.current_time(), contacts)
+            if len(self._providers) > MANIFEST_CACHE:
+                self._providers.popitem(last=False)
         return contacts
 
     async def in_thread(self, size: int, fn: Callable[..., _T], *args: object) -> _T:
