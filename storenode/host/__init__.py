@@ -1,33 +1,64 @@
-"""The host's side: accept shards under a contract, serve them and RLNC recodings.
+"""The host's side: sign storage contracts, keep and serve their shards, prove them.
 
-Importing this package registers ``chunk.put``, ``chunk.get`` and
-``chunk.packet`` in the default wire registry (:mod:`storenode.host.messages`).
+* :mod:`~storenode.host.messages`: the wire messages (``chunk.*``,
+  ``host.offer``, ``contract.propose``, ``manifest.*``); importing this
+  package registers them in the default wire registry;
+* :mod:`~storenode.host.chunks`: the chunk service (uploads under a policy,
+  reads, RLNC recodings) and its shard index;
+* :mod:`~storenode.host.book`: the contract book on LevelDB and how it
+  follows the chain;
+* :mod:`~storenode.host.policy`: what the host signs, stores and serves;
+* :mod:`~storenode.host.prover`: answering every window's challenge;
+* :mod:`~storenode.host.earnings`: what the contracts earned and burned;
+* :mod:`~storenode.host.daemon`: ``HostNode``, all of it on one node
+  (built by :func:`storenode.node.open_host_node`).
+
+Only the messages and the chunk service are imported here: a publisher or a
+client that speaks to hosts needs no more.
 """
 
 from storenode.host.chunks import AllowAll, ChunkService, ReadPolicy, ShardIndex, UploadPolicy
 from storenode.host.messages import (
+    ACCEPT_HORIZON,
     MAX_CHUNK_SIZE,
     ChunkData,
     ChunkGet,
     ChunkPut,
+    ContractAccepted,
+    ContractProposal,
+    ManifestData,
+    ManifestGet,
+    ManifestPut,
+    ManifestStored,
+    OfferRequest,
     PacketReply,
     PacketRequest,
     Placement,
+    ShardRef,
     Stored,
 )
 
 __all__ = [
+    "ACCEPT_HORIZON",
     "MAX_CHUNK_SIZE",
     "AllowAll",
     "ChunkData",
     "ChunkGet",
     "ChunkPut",
     "ChunkService",
+    "ContractAccepted",
+    "ContractProposal",
+    "ManifestData",
+    "ManifestGet",
+    "ManifestPut",
+    "ManifestStored",
+    "OfferRequest",
     "PacketReply",
     "PacketRequest",
     "Placement",
     "ReadPolicy",
     "ShardIndex",
+    "ShardRef",
     "Stored",
     "UploadPolicy",
 ]

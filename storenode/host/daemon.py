@@ -225,9 +225,9 @@ class HostNode:
             "chunks": store.chunk_count if store is not None else 0,
             "contracts": counts,
             "windows": {"proven": t.windows_proven, "missed": t.windows_missed},
-            "earned": str(t.earned),
-            "burned": str(t.burned),
-            "reputation": str(reputation_of(state, self.identity.address)),
+            "earned": str(int(t.earned)),
+            "burned": str(int(t.burned)),
+            "reputation": str(int(reputation_of(state, self.identity.address))),
             "works": [cid.hex() for cid in self.book.works()] if self.book is not None else [],
         }
 
