@@ -230,6 +230,8 @@ class FetchScheduler:
         self._asks: dict[int, tuple[Ask, float]] = {}
         self._ready: list[int] = []
         self._next_id = 0
+        self._prior_rate: float | None = None  # the median rate, until a rate changes
+        self._recheck = True  # whether a stripe may have become blocked since the last check
         generator = ReedSolomon(k, n).generator
         self._rows = {generator[i].tobytes(): i for i in range(n)}
         self.add_hosts(hosts)
@@ -246,8 +248,10 @@ class FetchScheduler:
         return added
 
     def _prior(self) -> float:
-        rates = [h.rate for h in self.hosts.values() if h.rate is not None]
-        return statistics.median(rates) if rates else RATE_PRIOR
+        if self._prior_rate is None:
+            rates = [h.rate for h in self.hosts.values() if h.rate is not None]
+            self._prior_rate = statistics.median(rates) if rates else RATE_PRIOR
+        return self._prior_rate
 
     def _cost(self, host: HostState, prior: float) -> float:
         """Seconds until ``host`` would have delivered one more shard."""
@@ -282,6 +286,7 @@ class FetchScheduler:
         del self._stripes[self.head]
         self.head += 1
         self.stats.stripes += 1
+        self._recheck = True  # a stripe entered the window
 
     # -- planning ------------------------------------------------------------------------
 
@@ -397,6 +402,7 @@ class FetchScheduler:
         # bandwidth: count them, so the rate is the host's, not one request's.
         sample = nbytes * (host.in_flight + 1) / max(now - sent, 1e-4)
         host.rate = sample if host.rate is None else host.rate + RATE_ALPHA * (sample - host.rate)
+        self._prior_rate = None
         host.failures = 0
         host.down_until = -math.inf
         self.stats.bytes_by_host[host.key] += nbytes
@@ -420,7 +426,8 @@ class FetchScheduler:
         row = self._rows.get(packet.coefficients)
         if row is not None:
             st.rows[host.key] = row
-        st.decoder.add(packet)
+        if not st.decoder.add(packet):
+            self._recheck = True  # it added nothing: one host fewer can help
         if not st.decoder.complete:
             return []
         st.phase = Phase.DECODING
@@ -457,6 +464,7 @@ class FetchScheduler:
             return []
         ask, _, st = closed
         host = self.hosts[ask.host]
+        self._recheck = True
         if miss is Miss.ABSENT:
             if st is not None and ask.shard is None:
                 st.absent.add(host.key)
@@ -505,6 +513,7 @@ class FetchScheduler:
             return
         self.stats.mismatches += 1
         st.phase = Phase.VERIFYING
+        self._recheck = True
 
     def rebuilt(self, index: int, liars: Iterable[bytes]) -> list[int]:
         """The shell rebuilt stripe ``index`` from verified shards and found that
@@ -529,6 +538,7 @@ class FetchScheduler:
             return []
         host.distrusted = True
         self.stats.distrusted.add(key)
+        self._recheck = True
         for st in self._stripes.values():
             if st.phase is Phase.FETCHING and any(sender == key for sender, _ in st.packets):
                 kept = [(s, p) for s, p in st.packets if s != key]
@@ -543,7 +553,12 @@ class FetchScheduler:
 
     def blocked(self) -> StripeState | None:
         """The first stripe of the window that cannot complete with the hosts known
-        (fetching: fewer than k packets possible; verifying: fewer than k shards)."""
+        (fetching: fewer than k packets possible; verifying: fewer than k shards).
+
+        Only a miss, a packet that added nothing, a distrusted host, a mismatch or a
+        stripe entering the window can block one: between those, this costs nothing."""
+        if not self._recheck:
+            return None
         for s in self.window_stripes():
             st = self.stripe(s)
             if st.phase is Phase.FETCHING:
@@ -564,6 +579,7 @@ class FetchScheduler:
                 )
                 if len(st.shards) + len(st.asks) + askable < self.k:
                     return st
+        self._recheck = False
         return None
 
     def why_blocked(self, st: StripeState) -> str:
