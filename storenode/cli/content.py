@@ -139,6 +139,10 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
     if args.start < 0:
         raise usage_error(args, f"--start {args.start}: give 0 or more")
+    if sys.stdout.isatty():
+        raise usage_error(
+            args, "stdout is a terminal: pipe the bytes to a player (storenode stream CID | mpv -)"
+        )
     home = home_of(args)
     try:
         trio.run(_stream, args, home)
