@@ -6,6 +6,7 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -69,7 +70,7 @@ class Work:
         return merkle_root(self.shard(stripe, i))
 
 
-def scheduler(work: Work, hosts: list[bytes], **kw: int) -> FetchScheduler:
+def scheduler(work: Work, hosts: list[bytes], **kw: Any) -> FetchScheduler:
     kw.setdefault("first", 0)
     kw.setdefault("last", len(work.stripes) - 1)
     kw.setdefault("start_window", kw.get("window", 8))  # the whole window at once
