@@ -40,7 +40,7 @@ import trio
 from storenode.config import write_atomic
 from storenode.dht import Contact, DhtNode
 from storenode.home import Home, open_home
-from storenode.host.book import HostBook
+from storenode.host.book import BookError, HostBook
 from storenode.host.daemon import AD_INTERVAL, HostNode, start_http
 from storenode.host.prover import view_of
 from storenode.identity import Identity, address_hex
@@ -48,6 +48,7 @@ from storenode.ledger import AppliedBlock, Chain, Genesis, load_genesis
 from storenode.net.dht import DhtService
 from storenode.net.ledger import LedgerService, serve_ledger
 from storenode.net.rpc import RpcNode, open_rpc_node
+from storenode.store.errors import StoreError
 from storenode.store.leveldb import LevelDBChunkStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class GenesisMissingError(NodeError):
             f"no genesis file at {path}: copy the chain's genesis.json there, "
             f"or set ledger.genesis_file in {config_path}"
         )
+
+
+class HostStorageError(NodeError):
+    """The chunk store or the contract book cannot be opened (the message of the
+    store's own error, which says what to do)."""
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -250,10 +256,13 @@ async def open_host_node(
         with ExitStack() as stack:
             store = book = None
             if config.host_enabled:
-                store = stack.enter_context(
-                    LevelDBChunkStore(config.chunks_dir, capacity=config.capacity)
-                )
-                book = stack.enter_context(HostBook(config.host_dir))
+                try:
+                    store = stack.enter_context(
+                        LevelDBChunkStore(config.chunks_dir, capacity=config.capacity)
+                    )
+                    book = stack.enter_context(HostBook(config.host_dir))
+                except (StoreError, BookError) as exc:
+                    raise HostStorageError(str(exc)) from exc
             async with _open_base(loaded) as base:
                 async with trio.open_nursery() as nursery:
                     try:

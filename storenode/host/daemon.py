@@ -151,6 +151,7 @@ class HostNode:
         self._book_lock = trio.Lock()
         self._ad_dirty = trio.Event()
         self._announced: set[bytes] = set()
+        self._held: set[bytes] = set()  # works with a chunk stored at start: announced then
         self._missing: dict[bytes, set[bytes]] = {}  # contract id -> chunk ids not stored yet
         self.chunks: ChunkService | None = None
         self.prover: Prover | None = None
@@ -262,6 +263,7 @@ class HostNode:
                 if not self.store.has(s.chunk_id):
                     missing.add(s.chunk_id)
                     continue
+                self._held.add(c.cid)
                 why = self.chunks.index_shard(s.chunk_id, c.placement(s), c.chunk_size)
                 if why is not None:
                     log.warning("cannot serve a chunk of contract %s: %s", short(c.id), why)
@@ -291,6 +293,9 @@ class HostNode:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.dht.maintain, self.maintenance_interval)
             if self.book is not None:
+                for cid in sorted(self._held - self._announced):
+                    self._announced.add(cid)
+                    nursery.start_soon(self._announce, cid)
                 for cid in self.book.manifests():
                     raw = self.book.manifest(cid)
                     if raw is not None:
@@ -419,7 +424,7 @@ class HostNode:
                 continue
             c = short(e.contract_id)
             if isinstance(e, ProofAccepted):
-                chunk, seg = prover.asked.get((e.contract_id, e.window), (-1, -1))
+                chunk, seg = prover.asked.pop((e.contract_id, e.window), (-1, -1))
                 where = f" (chunk {chunk}, segment {seg})" if chunk >= 0 else ""
                 log.info("proved window %d of contract %s%s", e.window, c, where)
             elif isinstance(e, WindowSettled) and e.proven:
@@ -431,7 +436,7 @@ class HostNode:
                     format_tokens(e.burned),
                 )
             elif isinstance(e, WindowSettled):
-                why = prover.failures.get((e.contract_id, e.window), "no proof landed in time")
+                why = prover.failures.pop((e.contract_id, e.window), "no proof landed in time")
                 log.warning(
                     "missed window %d of contract %s: %s; %s tokens went back to the publisher",
                     e.window,

@@ -39,7 +39,7 @@ from contracts.events import WindowSettled
 from contracts.tx import TERMS_DOMAIN, Tx
 from storenode.coding.merkle import contract_root
 from storenode.config import Config, PeerSpec
-from storenode.dht import Record
+from storenode.dht import Record, parse_provider
 from storenode.home import init_home
 from storenode.host.daemon import HostNode
 from storenode.host.messages import (
@@ -64,7 +64,15 @@ from storenode.net.ledger import LedgerService, open_ledger_node
 from storenode.net.rpc import RpcNode, open_rpc_node
 from storenode.node import READY_FILE, open_host_node, run_host
 from storenode.publish.manifest import Manifest, build_manifest, encode_manifest
-from storenode.publish.records import HOSTS_KEY, decode_host_ad
+from storenode.publish.records import (
+    HOSTS_KEY,
+    decode_host_ad,
+    decode_pointer,
+    join_manifest,
+    manifest_key,
+    manifest_piece_key,
+    providers_key,
+)
 from storenode.testing.ledger import FEE, account, funded_genesis, validator
 from storenode.wire.errors import RemoteError
 from storenode.wire.messages import ErrorCode
@@ -390,21 +398,43 @@ async def test_a_manifest_is_kept_and_served_only_for_a_work_under_contract(
             assert code == ErrorCode.REFUSED and "does not verify" in message
 
 
-async def test_another_host_finds_the_host_ad_in_the_dht(tmp_path: Path) -> None:
+async def find(node: HostNode, key: bytes, owner: bytes) -> Record:
+    """The record ``owner`` keeps under ``key``, as ``node`` finds it in the DHT."""
+    while True:
+        for record in await node.dht.find_value(key):
+            if record.owner == owner:
+                return record
+        await trio.sleep(0.1)
+
+
+async def test_another_host_finds_the_hosts_ad_provider_record_and_manifest_in_the_dht(
+    tmp_path: Path,
+) -> None:
     with trio.fail_after(WAIT):
         async with network(tmp_path) as net:
             net.home("host-a", account(1))
             a = await net.start("host-a")
             net.home("host-b", account(2), peers=["host-a"])
             b = await net.start("host-b")
-            while True:
-                records: list[Record] = await b.dht.find_value(HOSTS_KEY)
-                ads = {r.owner: decode_host_ad(r.value, owner=r.owner) for r in records}
-                if a.identity.public_key in ads:
-                    break
-                await trio.sleep(0.1)
-            ad = ads[a.identity.public_key]
+            me = a.identity.public_key
+
+            ad = decode_host_ad((await find(b, HOSTS_KEY, me)).value, owner=me)
             assert (ad.port, ad.free, ad.price) == (a.port, CAPACITY, str(int(tokens("0.01"))))
+
+            work = make_work()
+            refs = work.refs([(0, 0)])
+            await net.client.request(addr(a), proposal(work, net.terms(a, refs), refs))
+            await net.client.request(addr(a), work.put(refs[0]))
+            await net.client.request(addr(a), ManifestPut(work.raw))
+
+            provider = parse_provider(await find(b, providers_key(work.cid), me))
+            assert (provider.key, provider.port) == (me, a.port)
+            pointer = decode_pointer((await find(b, manifest_key(work.cid), me)).value)
+            pieces = [
+                (await find(b, manifest_piece_key(pointer.manifest_hash, i), me)).value
+                for i in range(pointer.pieces)
+            ]
+            assert join_manifest(pointer, pieces) == work.raw
 
 
 # -- windows ----------------------------------------------------------------------------------
