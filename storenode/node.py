@@ -279,7 +279,8 @@ async def open_host_node(
                 height = base.chain.height
     except BaseExceptionGroup as group:  # the nurseries wrap what the body raised
         raise _unwrapped(group) from None
-    log.info("stopped at height %d; the chain, chunk store and book are closed", height)
+    closed = "the chain, chunk store and book are" if config.host_enabled else "the chain is"
+    log.info("stopped at height %d; %s closed", height, closed)
 
 
 async def _start_host(

@@ -341,6 +341,7 @@ class HostNode:
 
     async def _follow(self) -> None:
         assert self.prover is not None and self.book is not None
+        self._nursery.start_soon(self._act_when_synced)
         while True:
             await self._changed.wait()
             self._changed = trio.Event()
@@ -348,8 +349,13 @@ class HostNode:
             self._events = []
             await self._reconcile(view)
             self._log_events(events)
-            active = [c for c in self.book.contracts() if c.state is BookState.ACTIVE]
-            await self.prover.prove(view, active)
+            if self.ledger.synced.is_set():  # no proofs for the past blocks of a start-up sync
+                active = [c for c in self.book.contracts() if c.state is BookState.ACTIVE]
+                await self.prover.prove(view, active)
+
+    async def _act_when_synced(self) -> None:
+        await self.ledger.synced.wait()
+        self._changed.set()  # prove what is open now, without waiting for the next block
 
     async def _reconcile(self, view: TipView) -> None:
         book = self.book

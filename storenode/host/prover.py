@@ -11,7 +11,8 @@ root over the contract's chunk ids in the proposal's order) and submits a
 (which gossips it). A proof that does not land is tried again in a later
 block of the same window: it is no longer pending, so it is due again, and
 one that stays pending for :data:`RESEND_AFTER` blocks is sent to the peers
-again. A restarted host proves the open windows at once, from the first view.
+again. A restarted host proves the open windows as soon as its start-up sync
+is done, without waiting for the next block.
 
 A chunk that is missing or damaged cannot be proven: the prover logs it once
 per window, and the window is missed.
