@@ -485,7 +485,7 @@ def print_table(result: dict[str, Any]) -> None:
     )
     t.add_column("size", justify="right", no_wrap=True)
     t.add_column("what", no_wrap=True)
-    t.add_column("storenode", justify="right")
+    t.add_column("storenode", justify="right", min_width=9)
     t.add_column("Tahoe", justify="right")
     t.add_column("ratio", justify="right")
     t.add_column("target", no_wrap=True)
@@ -494,38 +494,38 @@ def print_table(result: dict[str, Any]) -> None:
         met = row["targets_met"]
         peer = "tahoe_put_MBps" in row
 
-        def vs(key: str, ratio: str, unit: str, row: dict[str, Any] = row) -> tuple[str, str]:
+        def vs(key: str, ratio: str, row: dict[str, Any] = row) -> tuple[str, str]:
             if "tahoe_put_MBps" not in row:
                 return "—", ""
-            return f"{row[key]:.1f} {unit}", f"{row[ratio]:.2f}×"
+            return f"{row[key]:.1f}", f"{row[ratio]:.2f}×"
 
         t.add_row(
             f"{size} MiB",
-            "publish",
-            f"{row['publish_MBps']:.1f} MB/s",
-            *vs("tahoe_put_MBps", "publish_vs_tahoe", "MB/s"),
+            "publish MB/s",
+            f"{row['publish_MBps']:.1f}",
+            *vs("tahoe_put_MBps", "publish_vs_tahoe"),
             f"≥ {TARGET_SPEEDUP:g}×",
             _verdict(met, "publish_MBps"),
         )
-        t.add_row("", "  its upload", f"{row['publish_upload_MBps']:.1f} MB/s")
+        t.add_row("", "  its upload", f"{row['publish_upload_MBps']:.1f}")
         t.add_row(
             "",
-            "fetch",
-            f"{row['fetch_MBps']:.1f} MB/s",
-            *vs("tahoe_get_MBps", "fetch_vs_tahoe", "MB/s"),
+            "fetch MB/s",
+            f"{row['fetch_MBps']:.1f}",
+            *vs("tahoe_get_MBps", "fetch_vs_tahoe"),
             f"≥ {TARGET_SPEEDUP:g}×",
             _verdict(met, "fetch_MBps"),
         )
-        t.add_row("", "  gateway GET", f"{row['fetch_gateway_MBps']:.1f} MB/s")
+        t.add_row("", "  gateway GET", f"{row['fetch_gateway_MBps']:.1f}")
         t.add_row(
             "",
-            "first byte",
-            f"{row['ttfb_ms']:.1f} ms",
-            *vs("tahoe_ttfb_ms", "ttfb_vs_tahoe", "ms"),
+            "first byte ms",
+            f"{row['ttfb_ms']:.1f}",
+            *vs("tahoe_ttfb_ms", "ttfb_vs_tahoe"),
             f"≤ {TARGET_TTFB_MS:g} ms" + (", < Tahoe" if peer else ""),
             _verdict(met, "ttfb_ms"),
         )
-        t.add_row("", "  cold", f"{row['ttfb_cold_ms']:.1f} ms")
+        t.add_row("", "  cold", f"{row['ttfb_cold_ms']:.1f}")
     Console().print(t)
 
 
