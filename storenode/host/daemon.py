@@ -147,7 +147,7 @@ class HostNode:
         self._view = view
         self._events: list[Event] = []
         self._changed = trio.Event()
-        self._changed.set()  # act on the first view at once: a restart proves open windows
+        self._changed.set()  # catch up with the first view at once
         self._book_lock = trio.Lock()
         self._ad_dirty = trio.Event()
         self._announced: set[bytes] = set()
@@ -187,6 +187,10 @@ class HostNode:
         if self.book is None:
             return 0
         return max(0, self.config.capacity - self.book.promised_bytes)
+
+    def ad_changed(self) -> None:
+        """Publish the host's ad again soon (its free space or addresses changed)."""
+        self._ad_dirty.set()
 
     def ad(self) -> HostAd:
         config = self.config
@@ -418,7 +422,7 @@ class HostNode:
             if raw is not None:
                 self._withdraw_manifest(cid, raw)
                 await trio.to_thread.run_sync(book.delete_manifest, cid)
-        self._ad_dirty.set()
+        self.ad_changed()
 
     def _log_events(self, events: Sequence[Event]) -> None:
         book, prover = self.book, self.prover
@@ -558,7 +562,7 @@ class HostNode:
             terms.windows,
             format_tokens(terms.price_per_window),
         )
-        self._ad_dirty.set()
+        self.ad_changed()
         return ContractAccepted(cid, sign_terms(self.identity, terms))
 
     async def handle_manifest_put(
@@ -617,6 +621,7 @@ async def start_http(nursery: trio.Nursery, node: HostNode) -> int | None:
     serve = cast(Callable[..., Any], serve_api)
     port: int = await nursery.start(serve, node, node.config.http_host, node.config.http_port)
     node.http_port = port
+    node.ad_changed()
     return port
 
 

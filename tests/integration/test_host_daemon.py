@@ -159,11 +159,11 @@ class Net:
         config.setdefault("capacity", CAPACITY)
         config.setdefault("price", tokens("0.01"))
         config.setdefault("max_windows", 50)
+        config.setdefault("http_enabled", False)
         base = Config(
             listen_port=_free_port(),
             peers=tuple(specs),
             genesis_file=self.root / "genesis.json",
-            http_enabled=False,
             **config,
         )
         home, _ = init_home(self.root / name, base, identity=identity)
@@ -533,14 +533,17 @@ async def test_run_host_writes_its_ready_file_and_stops_cleanly_on_sigterm(
     caplog.set_level(logging.INFO)
     with trio.fail_after(WAIT):
         async with network(tmp_path) as net:
-            home = net.home("host-c", account(3))
+            http = _free_port()
+            home = net.home("host-c", account(3), http_enabled=True, http_port=http)
             ready = home / READY_FILE
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(run_host, home)
                 doc = json.loads(ready.read_text())
                 assert doc["pid"] == os.getpid() and doc["name"] == "host-c"
-                assert doc["wire"] == f"127.0.0.1:{port}" and doc["http"] is None
+                assert doc["wire"] == f"127.0.0.1:{port}" and doc["http"] == f"127.0.0.1:{http}"
                 assert doc["public_key"] == account(3).public_key.hex()
+                stream = await trio.open_tcp_stream("127.0.0.1", http)  # the API listens
+                await stream.aclose()
                 os.kill(os.getpid(), signal.SIGTERM)
             assert not ready.exists()
             assert "received SIGTERM: stopping" in caplog.text
