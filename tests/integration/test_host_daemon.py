@@ -479,8 +479,9 @@ async def test_a_host_proves_its_windows_gets_paid_and_keeps_proving_after_a_res
 
 
 async def test_a_host_that_lost_a_chunk_misses_its_window_and_the_publisher_is_refunded(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     with trio.fail_after(WAIT):
         async with network(tmp_path) as net:
             net.home("host-b", account(2))
@@ -497,6 +498,8 @@ async def test_a_host_that_lost_a_chunk_misses_its_window_and_the_publisher_is_r
             assert b.status()["windows"]["proven"] == 0 and b.status()["earned"] == "0"
             code, _ = await refusal(net.client, addr(b), ChunkGet(ref.chunk_id))
             assert code == ErrorCode.NOT_FOUND
+            said = f"missed window 0 of contract {cid.hex()[:8]}…: chunk 0 is missing here"
+            await eventually(lambda: said in caplog.text, "the operator told why")
 
 
 async def test_a_contract_never_opened_is_dropped_after_accept_until_with_its_chunks(
