@@ -74,6 +74,10 @@ class GenesisMissingError(NodeError):
         )
 
 
+class HttpListenFailedError(NodeError):
+    """The HTTP API and gateway cannot listen (the message says what to change)."""
+
+
 class HostStorageError(NodeError):
     """The chunk store or the contract book cannot be opened (the message of the
     store's own error, which says what to do)."""
@@ -314,7 +318,12 @@ async def _start_host(
     )
     await node.start()
     if config.http_enabled:
-        await start_http(nursery, node)
+        from storenode.api import HttpBindError
+
+        try:
+            await start_http(nursery, node, fee=int(base.chain.genesis.params.min_fee))
+        except HttpBindError as exc:
+            raise HttpListenFailedError(str(exc)) from None
     return node
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -50,7 +50,8 @@ from contracts.reputation import reputation_of
 from contracts.storage import contract_id
 from contracts.token import balance_of
 from contracts.tx import sign_terms
-from storenode.config import Config, format_size
+from storenode.client.content import ContentInfo, ContentSource, ContentUnavailableError
+from storenode.config import Config, PeerSpec, format_size
 from storenode.dht import Contact
 from storenode.host.book import BookContract, BookState, HostBook, reconcile
 from storenode.host.chunks import ChunkService
@@ -141,6 +142,8 @@ class HostNode:
         self.started = time.time()
         self.http_port: int | None = None
         """The HTTP API's port once it listens (None: not serving HTTP)."""
+        self.content: ContentSource = _NoReader()
+        """What the gateway reads works through (set with the HTTP API)."""
         self.maintenance_interval = maintenance_interval
         self.ad_interval = ad_interval
         self._nursery = nursery
@@ -604,22 +607,46 @@ class HostNode:
         return ManifestData(raw)
 
 
+class _NoReader:
+    """The content source of a node that serves no gateway."""
+
+    async def open(self, cid: bytes) -> ContentInfo:
+        raise ContentUnavailableError("this node serves no gateway")
+
+    async def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+        raise ContentUnavailableError("this node serves no gateway")
+        yield b""  # pragma: no cover - makes this an async generator
+
+
 def _who(public_key: bytes) -> str:
     return address_hex(address_of(public_key))
 
 
-async def start_http(nursery: trio.Nursery, node: HostNode) -> int | None:
+async def start_http(nursery: trio.Nursery, node: HostNode, *, fee: int) -> int:
     """Start the HTTP API and gateway for ``node``; the port it listens on.
 
-    The API lives in :mod:`storenode.api`; until it is installed, a node runs
-    without HTTP and says so."""
-    try:
-        from storenode.api import serve_api
-    except ImportError:
-        log.warning("HTTP API not available: this node serves no gateway")
-        return None
-    serve = cast(Callable[..., Any], serve_api)
-    port: int = await nursery.start(serve, node, node.config.http_host, node.config.http_port)
+    The gateway reads works like ``storenode fetch`` does, as this node: a
+    :class:`~storenode.client.fetch.Fetcher` over the node's own wire and DHT,
+    asking its own ledger (over the wire, as any client would) and paying for a
+    priced work from the node's wallet up to ``[client] spending_cap``. Raises
+    :class:`storenode.api.HttpBindError` if the HTTP address cannot be bound."""
+    from storenode.api import serve_api
+    from storenode.client.fetch import Fetcher
+    from storenode.client.ledger import LedgerClient
+
+    config = node.config
+    own = PeerSpec(node.identity.public_key, config.listen_host, node.port)
+    ledger = LedgerClient(node.rpc, own, timeout=10.0, hint="the node's own ledger")
+    node.content = Fetcher(
+        node.rpc,
+        node.dht,
+        node.identity,
+        nursery=nursery,
+        ledger=ledger,
+        spending_cap=config.spending_cap,
+        fee=fee,
+    )
+    port: int = await nursery.start(serve_api, node, config.http_host, config.http_port)
     node.http_port = port
     node.ad_changed()
     return port
