@@ -44,8 +44,9 @@ from typing import Any, Final
 from rich.console import Console
 from rich.table import Table
 
-from contracts.encoding import format_tokens
+from contracts.encoding import DECIMALS
 from storenode.client.ledger import ClientError
+from storenode.home import open_home
 from storenode.ledger import load_genesis
 from storenode.ledger.messages import AccountInfo, ContractSummary
 from storenode.localnet import GENESIS_NAME, LocalnetError
@@ -152,6 +153,14 @@ def window_problems(
     return problems
 
 
+def short_tokens(units: int) -> str:
+    """Base units as tokens rounded to four decimals (half up), for a table;
+    in integers, so no amount is too large or loses a digit to a float."""
+    step = 10 ** (DECIMALS - 4)
+    whole, fraction = divmod((units + step // 2) // step, 10**4)
+    return f"{whole}.{fraction:04d}"
+
+
 def host_table(hosts: Sequence[HostFigures]) -> Table:
     table = Table("host", "state", "chunks", "proven", "missed", "earned", "burned", "reputation")
     for h in hosts:
@@ -161,9 +170,9 @@ def host_table(hosts: Sequence[HostFigures]) -> Table:
             str(h.chunks),
             str(h.proven),
             f"[red]{h.missed}[/red]" if h.missed else "0",
-            format_tokens(h.earned),
-            format_tokens(h.burned),
-            format_tokens(h.reputation),
+            short_tokens(h.earned),
+            short_tokens(h.burned),
+            short_tokens(h.reputation),
         )
     return table
 
@@ -223,7 +232,6 @@ def ledger_figures(
     import trio
 
     from storenode.client.ledger import open_home_client
-    from storenode.home import open_home
 
     publisher = open_home(record.publisher_home)
 
@@ -330,10 +338,14 @@ class Demo:
             raise DemoError(f"publish did not publish {', '.join(missing)}")
         size = sum(int(w["bytes"]) for w in doc["works"])
         hosts = {h for w in doc["works"] for h in w["hosts"]}
+        contracts = sum(len(w.get("contracts", ())) for w in doc["works"])
+        upload = sum(float(w.get("upload_s", 0.0)) for w in doc["works"])
+        config = open_home(self.net.publisher_home).config
         self.say(
             f"published {len(works)} works ({size / MB:.1f} MB) in {seconds:.1f} s "
-            f"({rate(size, seconds)}, with the ledger): 3-of-10 coded stripes on "
-            f"{len(hosts)} hosts, storage contracts open"
+            f"({rate(size, seconds)} with the process start and the ledger; the uploads "
+            f"took {upload:.2f} s): {config.publish_k}-of-{config.publish_n} coded stripes "
+            f"on {len(hosts)} hosts, {contracts} storage contracts open"
         )
         return works
 
@@ -370,16 +382,18 @@ class Demo:
     def fetch(self, track: Path, cid: str, killed: set[str]) -> None:
         out = self.folder / f"fetched-{track.name}"
         start = time.perf_counter()
-        storenode(self.net.publisher_home, "fetch", cid, "-o", str(out))
+        doc = storenode(self.net.publisher_home, "fetch", cid, "-o", str(out))
         seconds = time.perf_counter() - start
+        reading = float(doc.get("seconds", seconds))
         data = track.read_bytes()
         if out.read_bytes() != data:
             raise DemoError(f"storenode fetch wrote bytes that are not {track.name}'s")
+        names = [n.name for n in self.net.hosts if n.name in killed]
         self.say(
-            f"killed {len(killed)} hosts ({', '.join(sorted(killed))}) with SIGKILL and "
-            f"fetched {track.name} again from the {self.hosts - len(killed)} left: "
-            f"{len(data) / MB:.1f} MB in {seconds:.2f} s ({rate(len(data), seconds)}, "
-            "with the process start), every byte matches"
+            f"killed {len(killed)} hosts ({', '.join(names)}) with SIGKILL and fetched "
+            f"{track.name} again from the {self.hosts - len(killed)} left: "
+            f"{len(data) / MB:.1f} MB in {ms(reading)} ({rate(len(data), reading)}; "
+            f"{seconds:.2f} s with the process start), every byte matches"
         )
 
     def wait_windows(self, killed: set[str]) -> list[HostFigures]:
@@ -409,7 +423,10 @@ def run_demo(
 ) -> int:
     """Run the demo in ``workdir`` (new or empty; default a temporary folder,
     removed afterwards unless ``keep``). 0 if every check passed, else 1."""
-    console = console or Console(highlight=False)
+    if console is None:
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console.width = 120  # piped or logged: keep each step on one line or two
     if hosts < KILLED + 3:
         console.print(f"the demo kills {KILLED} hosts and needs 3 left: give at least 6 hosts")
         return 2

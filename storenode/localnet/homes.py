@@ -15,8 +15,8 @@ folder can be moved as a whole. The genesis funds each node with
 with :data:`PUBLISHER_FUNDS`; its parameters are the contracts' defaults (burn
 2% of every payout, penalty 50% of the collateral) except the block time and
 the window length, which are short here. Hosts ask :data:`HOST_PRICE` per GiB
-per window for up to :data:`HOST_CAPACITY`: cheap enough that a demo's escrow
-is small, large enough that a benchmark's files fit. The publisher codes with
+per window for up to :data:`HOST_CAPACITY`: a demo's earnings show, a
+benchmark's escrow stays small, and its files fit. The publisher codes with
 k = 3 of n = 10 shards (Tahoe-LAFS's defaults; fewer when there are fewer
 hosts) and bootstraps its DHT from every node.
 
@@ -49,8 +49,10 @@ PENALTY_BPS: Final = 5_000
 DEFAULT_WINDOW_BLOCKS: Final = 20
 """The contracts' shortest default window; with 2 s blocks, 40 s."""
 MAX_NODES: Final = 64
-HOST_PRICE: Final = tokens(1) // 10
-"""What a localnet host asks, in base units per GiB per window (0.1 token)."""
+HOST_PRICE: Final = tokens(10)
+"""What a localnet host asks, in base units per GiB per window: a few MB earn a
+legible hundredth of a token per window, and a benchmark's 256 MiB cost a few
+hundred of the publisher's million tokens."""
 HOST_CAPACITY: Final = 8 * GIB
 PUBLISH_K: Final = 3
 PUBLISH_N: Final = 10

@@ -10,7 +10,14 @@ from pathlib import Path
 from rich.console import Console
 
 from contracts import tokens
-from storenode.demo import host_figures, host_table, rate, run_demo, window_problems
+from storenode.demo import (
+    host_figures,
+    host_table,
+    rate,
+    run_demo,
+    short_tokens,
+    window_problems,
+)
 from storenode.ledger.messages import AccountInfo, ContractSummary
 from storenode.testing.catalogue import (
     SAMPLE_RATE,
@@ -160,6 +167,13 @@ def test_running_hosts_must_prove_and_killed_hosts_must_miss() -> None:
         "node-2 runs but missed 1 windows",
         "node-3 was killed but missed no window",
     ]
+
+
+def test_amounts_in_the_table_are_tokens_to_four_decimals_without_a_float() -> None:
+    assert short_tokens(tokens(1) // 8) == "0.1250"
+    assert short_tokens(1) == "0.0000"
+    assert short_tokens(5 * 10**13) == "0.0001"  # half up
+    assert short_tokens(2**256 - 1) == f"{(2**256 - 1) // 10**18}.5840"
 
 
 def test_rates_are_megabytes_per_second() -> None:
