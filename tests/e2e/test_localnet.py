@@ -97,6 +97,10 @@ FAKE_NODE = textwrap.dedent(
         sys.exit(3)
     if what == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if what == "hang":
+        print(f"{name}: still syncing", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(1)
 
     class Status(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -146,6 +150,19 @@ def test_a_node_that_exits_while_starting_is_named_with_its_log_and_the_rest_sto
     record = load_record(net)
     assert [n.name for n in record.nodes] == ["validator-1", "node-1", "node-2", "node-3"]
     assert not any(is_running(n.pid, n.home) for n in record.nodes)
+
+
+def test_a_node_that_never_comes_up_is_named_after_the_timeout_and_all_are_stopped(
+    fake_nodes: Path,
+) -> None:
+    net = fake_nodes
+    _behave(net, **{"node-1": "hang"})
+
+    with pytest.raises(NodeStartError, match=r"node-1 is not up after 2 s") as caught:
+        up(net, hosts=2, timeout=2)
+
+    assert "still syncing" in str(caught.value)
+    assert not any(is_running(n.pid, n.home) for n in load_record(net).nodes)
 
 
 def test_a_node_that_ignores_sigterm_is_killed_after_the_grace(fake_nodes: Path) -> None:
