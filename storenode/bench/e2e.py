@@ -18,9 +18,12 @@ validator, which also serves the gateway, and 10 hosts, each its own process on
   them (``upload_s``: coding and sending the shards to the hosts, until
   every host acknowledged its last chunk).
 * ``fetch_MBps``: the wall time of ``storenode --home DIR/publisher fetch CID
-  -o OUT`` (start-up included, as in ``tahoe get``); ``fetch_gateway_MBps``:
-  a plain HTTP GET of ``/content/<cid>`` on the gateway, first request byte
-  to last body byte. Both outputs are checked against the input's SHA-256.
+  -o OUT --json`` (start-up included, as in ``tahoe get``);
+  ``fetch_read_MBps``: the file size over the seconds the command reports
+  (from the work opened, manifest and providers found, to the file written
+  and synced); ``fetch_gateway_MBps``: a plain HTTP GET of
+  ``/content/<cid>`` on the gateway, first request byte to last body byte.
+  Both outputs are checked against the input's SHA-256.
 
 Figures are the median over the reps. Then on the last rep's work, ranged
 GETs of 64 KiB at random offsets on the gateway, each on a new connection,
@@ -100,6 +103,7 @@ class OurFigures:
     publish_MBps: float
     publish_upload_MBps: float
     fetch_MBps: float
+    fetch_read_MBps: float
     fetch_gateway_MBps: float
     ttfb_ms: float
     ttfb_cold_ms: float
@@ -331,6 +335,7 @@ class Rep:
     publish_s: float
     upload_s: float
     fetch_s: float
+    read_s: float
     gateway_s: float
     ttfb_cold: HttpTiming
 
@@ -376,8 +381,9 @@ def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
 
     out = work / "out.bin"
     out.unlink(missing_ok=True)
-    fetch = [*CLI, "--home", str(net.publisher_home), "fetch", cid, "-o", str(out)]
-    _, fetch_s = _run(fetch, "storenode fetch", command_timeout(size))
+    fetch = [*CLI, "--home", str(net.publisher_home), "fetch", cid, "-o", str(out), "--json"]
+    printed, fetch_s = _run(fetch, "storenode fetch", command_timeout(size))
+    read_s = float(_json_line(printed, "storenode fetch")["seconds"])
     if sha256_of(out) != want:
         raise BenchError(f"storenode fetch {cid} wrote bytes that differ from the published file")
     out.unlink()
@@ -386,7 +392,7 @@ def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
     whole = http_get(f"{net.gateway}/content/{cid}", sink=digest.update)
     if whole.status != 200 or digest.hexdigest() != want:
         raise BenchError(f"GET /content/{cid} answered {whole.status} or the wrong bytes")
-    return Rep(cid, source, publish_s, upload_s, fetch_s, whole.total_s, cold)
+    return Rep(cid, source, publish_s, upload_s, fetch_s, read_s, whole.total_s, cold)
 
 
 def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> OurFigures:
@@ -397,8 +403,9 @@ def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> O
         rep = one_rep(net, work, size, rng)
         say(
             f"storenode {size_mib} MiB rep {i + 1}: publish {rep.publish_s:.2f} s "
-            f"({mbps(size, rep.publish_s):.1f} MB/s), fetch {rep.fetch_s:.2f} s "
-            f"({mbps(size, rep.fetch_s):.1f} MB/s), gateway GET {rep.gateway_s:.2f} s"
+            f"({mbps(size, rep.publish_s):.1f} MB/s; upload {rep.upload_s:.2f} s), "
+            f"fetch {rep.fetch_s:.2f} s ({mbps(size, rep.fetch_s):.1f} MB/s; "
+            f"read {rep.read_s:.2f} s), gateway GET {rep.gateway_s:.2f} s"
         )
         done.append(rep)
     last = done[-1]
@@ -409,6 +416,7 @@ def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> O
         publish_MBps=statistics.median(mbps(size, r.publish_s) for r in done),
         publish_upload_MBps=statistics.median(mbps(size, r.upload_s) for r in done),
         fetch_MBps=statistics.median(mbps(size, r.fetch_s) for r in done),
+        fetch_read_MBps=statistics.median(mbps(size, r.read_s) for r in done),
         fetch_gateway_MBps=statistics.median(mbps(size, r.gateway_s) for r in done),
         ttfb_ms=statistics.median(t.first_body_s for t in warm) * 1000,
         ttfb_cold_ms=last.ttfb_cold.first_body_s * 1000,
@@ -516,6 +524,7 @@ def print_table(result: dict[str, Any]) -> None:
             f"≥ {TARGET_SPEEDUP:g}×",
             _verdict(met, "fetch_MBps"),
         )
+        t.add_row("", "  its read", f"{row['fetch_read_MBps']:.1f}")
         t.add_row("", "  gateway GET", f"{row['fetch_gateway_MBps']:.1f}")
         t.add_row(
             "",
