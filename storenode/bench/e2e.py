@@ -531,7 +531,7 @@ def print_table(result: dict[str, Any]) -> None:
             "first byte ms",
             f"{row['ttfb_ms']:.1f}",
             *vs("tahoe_ttfb_ms", "ttfb_vs_tahoe"),
-            f"≤ {TARGET_TTFB_MS:g} ms" + (", < Tahoe" if peer else ""),
+            f"≤ {TARGET_TTFB_MS:g}" + (", < Tahoe" if peer else ""),
             _verdict(met, "ttfb_ms"),
         )
         t.add_row("", "  cold", f"{row['ttfb_cold_ms']:.1f}")
