@@ -38,6 +38,7 @@ from storenode.host.daemon import HostNode
 from storenode.host.messages import ContractAccepted, ContractProposal
 from storenode.identity import Identity, address_hex
 from storenode.localnet import init_localnet
+from storenode.localnet.homes import HOST_PRICE
 from storenode.net.dht import open_dht_node
 from storenode.net.peer import PeerConnection
 from storenode.node import open_host_node
@@ -135,7 +136,7 @@ async def local_net(tmp_path: Path) -> AsyncIterator[Net]:
 
 
 def options(**kw: object) -> PublishOptions:
-    base = PublishOptions(k=K, n=N, windows=10, max_price=10**18, retry_delay=0.05)
+    base = PublishOptions(k=K, n=N, windows=10, max_price=HOST_PRICE, retry_delay=0.05)
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
