@@ -33,8 +33,8 @@ def plyvel_message(e: BaseException) -> str:
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
-def open_leveldb(path: str, *, create: bool, errors: OpenErrors) -> Any:
-    """The plyvel database at ``path``.
+def open_leveldb(path: str, *, create: bool, errors: OpenErrors, **options: Any) -> Any:
+    """The plyvel database at ``path`` (``options`` go to ``plyvel.DB``).
 
     A file, or a non-empty directory with no LevelDB ``CURRENT`` file, is refused
     and left untouched; a missing directory is created (with its parents) only
@@ -51,7 +51,7 @@ def open_leveldb(path: str, *, create: bool, errors: OpenErrors) -> Any:
             raise errors.not_found(path)
         p.mkdir(parents=True, exist_ok=True)
     try:
-        return plyvel.DB(path, create_if_missing=create)
+        return plyvel.DB(path, create_if_missing=create, **options)
     except plyvel.CorruptionError as e:
         raise errors.corrupt(path, plyvel_message(e)) from e
     except plyvel.IOError as e:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import plyvel
 
@@ -57,6 +57,17 @@ USED_KEY = b"cs/meta/used"
 COUNT_KEY = b"cs/meta/count"
 LEN_PREFIX = b"cs/len/"
 DATA_PREFIX = b"cs/data/"
+
+CHUNK_DB_OPTIONS: Final[dict[str, Any]] = {
+    "compression": None,
+    "write_buffer_size": 64 << 20,
+    "max_file_size": 64 << 20,
+}
+"""Chunks are coded media, which does not compress, and large: snappy only
+costs CPU, and LevelDB's 4 MiB memtable and 2 MiB tables flush and compact
+every dozen chunks. Measured with one chunk service taking 600 chunks of
+341 KiB over the wire (8 requests in flight): its CPU per chunk fell from
+3.8 to 2.9 ms and its intake rose from 116 to 143–152 MB/s."""
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -239,7 +250,7 @@ class LevelDBChunkStore:
     # -- opening ---------------------------------------------------------------
 
     def _open(self, create: bool) -> Any:
-        return open_leveldb(self._path, create=create, errors=_OPEN_ERRORS)
+        return open_leveldb(self._path, create=create, errors=_OPEN_ERRORS, **CHUNK_DB_OPTIONS)
 
     def _load_or_init(self) -> tuple[int, int]:
         with self._guard():
