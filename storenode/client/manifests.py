@@ -5,10 +5,12 @@ what they point to is checked) to manifests stored in pieces; the pieces of
 a pointer are looked up in parallel and joined against its hash, and the
 manifest must decode, verify (its signature, its fields, its CID) and — when
 the reader trusts a ledger — be the one the work's registry entry names
-(``registered``). Pointers most owners agree on are tried first. A manifest
-the DHT does not give is asked of a few of the work's providers
-(``manifest.get``). Every refusal is noted, so a reader that finds nothing
-usable is told why (:class:`~storenode.client.content.ContentNotFoundError`).
+(``registered``). Pointers most owners agree on are tried first. At the
+same time a few of the work's providers are asked for it (``manifest.get``:
+the hosts keep it whole, one request where the DHT needs a lookup per
+piece); the first valid manifest ends both searches. Every refusal is noted,
+so a reader that finds nothing usable is told why
+(:class:`~storenode.client.content.ContentNotFoundError`).
 Spec: docs/specs/streaming.md §2.
 """
 
@@ -68,12 +70,28 @@ async def find_manifest(
     """The work's manifest from the DHT, else from a host that keeps it; with
     ``registered`` (the registry's manifest hash) only that one."""
     problems: list[str] = []
-    found = await _from_dht(dht, cid, registered, problems)
-    if found is None:
+    found: list[Manifest] = []
+
+    async def from_dht(done: trio.CancelScope) -> None:
+        m = await _from_dht(dht, cid, registered, problems)
+        if m is not None and not found:
+            found.append(m)
+            done.cancel()
+
+    async def from_hosts(done: trio.CancelScope) -> None:
+        # The hosts keep the manifest whole: one request, where the DHT needs a
+        # lookup per piece. The providers are needed for the read anyway.
         contacts = list((await providers(cid)).values())[:MANIFEST_ASKS]
-        found = await _from_hosts(rpc, contacts, cid, registered, problems)
-    if found is not None:
-        return found
+        m = await _from_hosts(rpc, contacts, cid, registered, problems)
+        if m is not None and not found:
+            found.append(m)
+            done.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(from_dht, nursery.cancel_scope)
+        nursery.start_soon(from_hosts, nursery.cancel_scope)
+    if found:
+        return found[0]
     if not problems:
         raise ContentNotFoundError(
             f"no manifest for work {cid.hex()} in the DHT or at its hosts: check the CID, "
@@ -171,7 +189,9 @@ async def _manifest_bytes(dht: DhtService, pointer: ManifestPointer) -> bytes | 
 
     async def piece(i: int) -> None:
         async with limiter:
-            records = await dht.find_value(manifest_piece_key(pointer.manifest_hash, i))
+            # A piece is content-addressed (the joined bytes are checked against the
+            # pointer's hash): the first copy will do, so the lookup stops there.
+            records = await dht.find_value(manifest_piece_key(pointer.manifest_hash, i), enough=1)
         # several owners may disagree: the most common value first
         counts = Counter(r.value for r in records)
         values[i] = [v for v, _ in counts.most_common()]
