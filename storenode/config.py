@@ -9,7 +9,7 @@ absolute. :func:`render_config` writes the documented file that
 
 Sections and keys (every key optional; :class:`Config` has the defaults)::
 
-    [node]    identity_file, data_dir, log_level
+    [node]    identity_file, data_dir, log_level, log_format
     [wire]    host, port, peers = ["<public key hex>@<host>:<port>", ...]
     [ledger]  genesis_file
     [host]    enabled, capacity, price, collateral_bps, max_windows
@@ -51,6 +51,7 @@ SIZE_UNITS: Final[dict[str, int]] = {
 }
 MAX_AMOUNT: Final = 2**256 - 1
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("text", "json")
 PUBLIC_KEY_HEX: Final = 64
 
 
@@ -137,6 +138,8 @@ class Config:
     data_dir: Path = Path("data")
     """Where the node keeps its databases (the chain in ``data/chain``)."""
     log_level: str = "info"
+    log_format: str = "text"
+    """``"text"`` (sentences) or ``"json"`` (one object per line): storenode.logs."""
     listen_host: str = "127.0.0.1"
     listen_port: int = DEFAULT_PORT
     peers: tuple[PeerSpec, ...] = ()
@@ -221,7 +224,7 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
         raise ConfigSyntaxError(source, str(exc)) from None
     reader = _Reader(source, doc)
     default = Config()
-    node = reader.section("node", ("identity_file", "data_dir", "log_level"))
+    node = reader.section("node", ("identity_file", "data_dir", "log_level", "log_format"))
     wire = reader.section("wire", ("host", "port", "peers"))
     ledger = reader.section("ledger", ("genesis_file",))
     host = reader.section("host", ("enabled", "capacity", "price", "collateral_bps", "max_windows"))
@@ -238,6 +241,7 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
         identity_file=node.path("identity_file", default.identity_file),
         data_dir=node.path("data_dir", default.data_dir),
         log_level=node.choice("log_level", LOG_LEVELS, default.log_level),
+        log_format=node.choice("log_format", LOG_FORMATS, default.log_format),
         listen_host=wire.host("host", default.listen_host),
         listen_port=wire.integer("port", 1, 65535, default.listen_port),
         peers=wire.peers("peers"),
@@ -421,6 +425,8 @@ identity_file = {identity_file}
 data_dir = {data_dir}
 # How much the node logs: "debug", "info", "warning" or "error".
 log_level = {log_level}
+# How: "text" (a sentence per line) or "json" (one object per line).
+log_format = {log_format}
 
 [wire]
 # Where the node listens for peers and clients (TCP). 127.0.0.1 accepts
@@ -517,6 +523,7 @@ def render_config(config: Config) -> str:
         identity_file=toml_string(str(config.identity_file)),
         data_dir=toml_string(str(config.data_dir)),
         log_level=toml_string(config.log_level),
+        log_format=toml_string(config.log_format),
         host=toml_string(config.listen_host),
         port=config.listen_port,
         peers=peers,

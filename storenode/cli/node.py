@@ -75,12 +75,14 @@ def _run(args: argparse.Namespace, runner_name: str) -> int:
     import trio
 
     from storenode import node
+    from storenode.logs import use_format
 
     home = home_of(args)
     level = getattr(logging, home.config.log_level.upper())
     if args.verbose:
         level = min(level, logging.INFO)
     logging.getLogger().setLevel(level)
+    use_format(home.config.log_format)
     trio.run(getattr(node, runner_name), home.root)
     return 0
 
