@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -104,9 +105,14 @@ class PeerConnection:
         self._on_request = on_request
         self._on_violation = on_violation
         self._sync_handlers: Mapping[str, SyncHandler] = sync_handlers or {}
-        # Messages are encrypted when queued (so nonces follow queue order) and a
-        # writer task sends whatever has queued up in one write.
-        self._outbox: list[bytes] = []
+        # Messages are encrypted when queued (so nonces follow queue order). When
+        # nothing is queued and the writer is idle, a message is written to the
+        # socket at once, without a await; what the socket does not take, and
+        # every message behind it, the writer task sends in one write.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._writing = False
+        self._drained_read = True
+        self._outbox: list[bytes | memoryview] = []
         self._outbox_bytes = 0
         self._outbox_ready = trio.Event()
         self._drained = trio.Event()
@@ -139,7 +145,16 @@ class PeerConnection:
     def _enqueue(self, body: bytes) -> None:
         if self.closed:
             raise trio.ClosedResourceError("the connection is closed")
-        data = self._wire.send_message(body)
+        data: bytes | memoryview = self._wire.send_message(body)
+        if self._fd is not None and not self._outbox and not self._writing:
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:  # full (EAGAIN) or broken: the writer sends it, or meets the error
+                sent = 0
+            if sent == len(data):
+                self.last_activity = trio.current_time()
+                return
+            data = memoryview(data)[sent:]
         self._outbox.append(data)
         self._outbox_bytes += len(data)
         self._outbox_ready.set()
@@ -162,7 +177,11 @@ class PeerConnection:
                 while self._outbox:
                     data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
                     self._outbox.clear()
-                    await self._stream.send_all(data)
+                    self._writing = True
+                    try:
+                        await self._stream.send_all(data)
+                    finally:
+                        self._writing = False
                     self._outbox_bytes -= len(data)
                     self.last_activity = trio.current_time()
                     if self._outbox_bytes <= OUTBOX_HIGH_WATER:
@@ -247,13 +266,42 @@ class PeerConnection:
                         return
                 if self.closed:
                     return
-                data = await self._stream.receive_some(self._limits.receive_size)
+                data = await self._receive()
                 self.last_activity = trio.current_time()
                 wire.receive_data(data)
         except WireError as e:
             self._violation(e)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
+
+    async def _receive(self) -> bytes | bytearray:
+        """The next bytes from the peer (b"" at its end).
+
+        On a socket, after a read that drained it (shorter than the buffer), wait
+        until it is readable before reading again: a request's answer is rarely
+        there yet, and trying first costs a failed read and trio's checkpoints
+        around it. Either way the task yields once, so a peer that keeps the
+        socket full cannot starve the others."""
+        size = self._limits.receive_size
+        if self._fd is None:
+            return await self._stream.receive_some(size)
+        sock = self._stream.socket  # type: ignore[attr-defined]
+        if self._drained_read:
+            await trio.lowlevel.wait_readable(sock)
+        else:
+            await trio.lowlevel.checkpoint()
+        while True:
+            if self.closed:  # never read a descriptor that may have been closed
+                raise trio.ClosedResourceError("the connection is closed")
+            try:
+                data = os.read(self._fd, size)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            except OSError as e:
+                raise trio.BrokenResourceError(f"the connection broke: {e}") from None
+            self._drained_read = len(data) < size
+            return data
 
     def _violation(self, error: WireError) -> None:
         if not self.closed:
