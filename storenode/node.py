@@ -39,6 +39,7 @@ import trio
 
 from storenode.config import write_atomic
 from storenode.dht import Contact, DhtNode
+from storenode.groups import single
 from storenode.home import Home, open_home
 from storenode.host.book import BookError, HostBook
 from storenode.host.daemon import AD_INTERVAL, HostNode, start_http
@@ -81,13 +82,6 @@ class HttpListenFailedError(NodeError):
 class HostStorageError(NodeError):
     """The chunk store or the contract book cannot be opened (the message of the
     store's own error, which says what to do)."""
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 def _txs(n: int) -> str:
@@ -206,12 +200,6 @@ async def _start_ledger(base: _Base, nursery: trio.Nursery) -> LedgerService:
     return service
 
 
-def _unwrapped(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error a nursery wrapped (what the body raised), else the group."""
-    leaves = _leaves(group)
-    return leaves[0] if len(leaves) == 1 else group
-
-
 async def _until_signal(signals: AsyncIterator[int]) -> None:
     async for signum in signals:
         log.info("received %s: stopping", signal.Signals(signum).name)
@@ -236,7 +224,7 @@ async def run_ledger_node(
                     nursery.cancel_scope.cancel()
                 height = base.chain.height
     except BaseExceptionGroup as group:  # the nurseries wrap what the body raised
-        raise _unwrapped(group) from None
+        raise single(group) from None
     log.info("stopped at height %d; the chain is closed", height)
 
 
@@ -282,7 +270,7 @@ async def open_host_node(
                         nursery.cancel_scope.cancel()
                 height = base.chain.height
     except BaseExceptionGroup as group:  # the nurseries wrap what the body raised
-        raise _unwrapped(group) from None
+        raise single(group) from None
     closed = "the chain, chunk store and book are" if config.host_enabled else "the chain is"
     log.info("stopped at height %d; %s closed", height, closed)
 

@@ -19,6 +19,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+# The real packages first: test folders named like them (tests/unit/contracts,
+# with no __init__.py) would otherwise be imported as namespace packages when a
+# run starts with a test module at the top of tests/unit.
+import contracts  # noqa: F401
+
 _COMMON: dict[str, Any] = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow],

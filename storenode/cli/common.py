@@ -16,6 +16,7 @@ from storenode.cli.amounts import format_amount
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
     from storenode.client.ledger import LedgerClient
     from storenode.home import Home
@@ -180,3 +181,28 @@ def exit_code(exc: Exception) -> int | None:
     if isinstance(exc, ClientError | HomeError | ChainStoreError | LocalnetError | NodeError):
         return 1
     return None
+
+
+def transfer_bar(*, show: bool, transient: bool = False) -> Progress:
+    """A rich progress bar of bytes on stderr (name, bar, bytes, speed, time left);
+    ``show`` false: a bar that draws nothing, so callers need no second path."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+        transient=transient,
+    )

@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storenode.cli.amounts import hash_arg
-from storenode.cli.common import Parents, command, emit, fields, home_of, to_hex, usage_error
+from storenode.cli.common import (
+    Parents,
+    command,
+    emit,
+    fields,
+    home_of,
+    to_hex,
+    transfer_bar,
+    usage_error,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,15 +63,6 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool) -> dict[str, Any]:
     import trio
     from Crypto.Hash import keccak
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
     from storenode.client.content import ContentCorruptError
     from storenode.client.session import open_home_fetcher
@@ -71,16 +71,7 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool) -> dict[str,
     async with open_home_fetcher(home) as fetcher:
         info = await fetcher.open(cid)
         check = None if fetcher.registered(cid) else keccak.new(digest_bits=256)
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not show_bar,
-            transient=True,
-        )
+        bar = transfer_bar(show=show_bar, transient=True)
         start = trio.current_time()
         try:
             with bar, open(partial, "wb") as out:

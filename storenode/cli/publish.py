@@ -17,7 +17,15 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from storenode.cli.amounts import amount_arg, format_amount
-from storenode.cli.common import Parents, command, emit, home_of, to_hex, usage_error
+from storenode.cli.common import (
+    Parents,
+    command,
+    emit,
+    home_of,
+    to_hex,
+    transfer_bar,
+    usage_error,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -76,15 +84,6 @@ def _doc(result: WorkResult) -> dict[str, Any]:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     import trio
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
     from storenode.publish import PublishError, PublishInputError, discover_works
     from storenode.publish.pipeline import PublishOptions, publish_all
@@ -112,15 +111,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         author=args.author,
     )
     show_bar = not args.json and sys.stderr.isatty()
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not show_bar,
-    )
+    bar = transfer_bar(show=show_bar)
     progress = BarProgress(bar) if show_bar else None
     try:
         with bar:

@@ -26,6 +26,7 @@ import trio
 from contracts import Amount, SignedTx, Tx, encode_tx, sign_tx
 from contracts.tx import Body
 from storenode.config import PeerSpec
+from storenode.groups import single
 from storenode.home import Home
 from storenode.identity import Identity
 from storenode.ledger.messages import (
@@ -273,17 +274,7 @@ async def open_ledger_client(
             await client.connect()
             yield client
     except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
+        raise single(group) from None
 
 
 @asynccontextmanager

@@ -25,6 +25,7 @@ from storenode.client.content import ContentUnavailableError
 from storenode.client.fetch import Fetcher, FetchOptions, open_fetcher
 from storenode.client.ledger import DEFAULT_TIMEOUT, LedgerClient, home_node
 from storenode.dht import Contact
+from storenode.groups import single
 from storenode.home import Home
 from storenode.identity import Identity
 from storenode.ledger import GenesisInvalidError, load_genesis
@@ -73,20 +74,7 @@ async def open_home_fetcher(
             ) as fetcher:
                 yield fetcher
     except BaseExceptionGroup as group:
-        raise _single(group) from None
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception inside nested groups, or the group if there are several."""
-    leaves: list[BaseException] = []
-    todo: list[BaseException] = [group]
-    while todo:
-        exc = todo.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            todo.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else group
+        raise single(group) from None
 
 
 __all__ = ["min_fee", "open_home_fetcher"]

@@ -44,6 +44,7 @@ from contracts.encoding import format_tokens
 from contracts.storage import contract_id
 from storenode.client.ledger import DEFAULT_TIMEOUT, LedgerClient, home_node
 from storenode.dht import Contact, DhtNode
+from storenode.groups import single
 from storenode.home import Home
 from storenode.identity import Identity, address_of, keccak256
 from storenode.ledger import load_genesis
@@ -76,7 +77,6 @@ from storenode.publish.session import (
     PublishOptions,
     Work,
     WorkResult,
-    single_error,
 )
 from storenode.publish.stripes import stripe_size_for
 from storenode.publish.transactions import Transactions, asks_new_price
@@ -265,7 +265,7 @@ class Publisher:
                 nursery.start_soon(self.transactions.confirm, work)
                 await self.uploader.upload(work, options, progress)
         except BaseExceptionGroup as group:
-            raise single_error(group) from None
+            raise single(group) from None
         if journal.stage is Stage.SENT:
             journal.stage = Stage.UPLOADED
             await self.saver.save(journal)
@@ -379,7 +379,7 @@ async def open_publisher(
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise single_error(group) from None
+        raise single(group) from None
 
 
 async def publish_all(

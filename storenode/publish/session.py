@@ -136,20 +136,6 @@ class JournalSaver:
         await self.save(work.journal)
 
 
-def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error inside nested groups (a failed task cancels its siblings), or the
-    group itself when several tasks failed on their own."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else group
-
-
 __all__ = [
     "PER_HOST",
     "PUT_TIMEOUT",
@@ -160,5 +146,4 @@ __all__ = [
     "PublishOptions",
     "Work",
     "WorkResult",
-    "single_error",
 ]

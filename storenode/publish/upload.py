@@ -33,6 +33,7 @@ import trio
 
 from storenode.coding.rs import ReedSolomon
 from storenode.config import PeerSpec
+from storenode.groups import single
 from storenode.host.messages import ChunkPut, ManifestPut, ManifestStored, Placement, Stored
 from storenode.net.dht import DhtService
 from storenode.net.errors import NetError
@@ -51,7 +52,6 @@ from storenode.publish.session import (
     Progress,
     PublishOptions,
     Work,
-    single_error,
 )
 from storenode.wire.errors import RemoteError, WireError
 from storenode.wire.messages import ErrorCode
@@ -116,7 +116,7 @@ class Uploader:
                     nursery.start_soon(self._produce, work, needs, queues)
                 flushing.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise single_error(group) from None
+            raise single(group) from None
         finally:
             with trio.CancelScope(shield=True):
                 await self.saver.save_acks(work)
@@ -237,7 +237,7 @@ class Uploader:
                 if not journal.dht_stored:
                     nursery.start_soon(self._manifest_to_dht, work)
         except BaseExceptionGroup as group:
-            raise single_error(group) from None
+            raise single(group) from None
         finally:
             with trio.CancelScope(shield=True):
                 await self.saver.save(journal)
