@@ -89,15 +89,19 @@ def _txs(n: int) -> str:
 
 
 class _BlockLog:
-    """Logs each committed block (DEBUG while the start-up sync runs)."""
+    """Logs each committed block: INFO once synced if it carries transactions or
+    was produced here; DEBUG otherwise (an empty block a second would drown the
+    log of a follower)."""
 
     def __init__(self, service: LedgerService, me: bytes) -> None:
         self.service = service
         self.me = me
 
     def __call__(self, applied: AppliedBlock) -> None:
-        level = logging.INFO if self.service.synced.is_set() else logging.DEBUG
-        produced = ", produced here" if applied.block.header.producer == self.me else ""
+        mine = applied.block.header.producer == self.me
+        notable = self.service.synced.is_set() and (mine or bool(applied.tx_ids))
+        level = logging.INFO if notable else logging.DEBUG
+        produced = ", produced here" if mine else ""
         txs = _txs(len(applied.tx_ids))
         log.log(level, "block %d applied (%s%s)", applied.height, txs, produced)
         if applied.dropped:
