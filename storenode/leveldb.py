@@ -8,11 +8,12 @@ reported) are written once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import plyvel
 
@@ -69,3 +70,25 @@ def translated(path: str, errors: OpenErrors) -> Iterator[None]:
         raise errors.corrupt(path, plyvel_message(e)) from e
     except plyvel.IOError as e:
         raise errors.io(path, plyvel_message(e)) from e
+
+
+class ClosingDatabase:
+    """What every LevelDB-backed store shares: ``close()`` once, under the store's
+    write lock (a write in progress finishes first), and use as a context
+    manager. Subclasses set ``_lock``, ``_closed`` and ``_db`` when they open."""
+
+    _lock: threading.Lock
+    _closed: bool
+    _db: Any
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -48,7 +48,7 @@ from contracts.state import State
 from contracts.storage import contract_of
 from contracts.tx import ContractTerms
 from storenode.host.messages import Placement, ShardRef
-from storenode.leveldb import OpenErrors, open_leveldb, translated
+from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
 
 FORMAT_VERSION: Final = 1
 VERSION_KEY: Final = b"hb/meta/version"
@@ -218,7 +218,7 @@ def reconcile(
     return moves
 
 
-class HostBook:
+class HostBook(ClosingDatabase):
     """The contract book in a LevelDB directory (created when ``path`` is new)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -358,18 +358,6 @@ class HostBook:
             with translated(self.path, _OPEN_ERRORS):
                 self._db.delete(MANIFEST_PREFIX + cid, sync=True)
             self._manifests.discard(cid)
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
-
-    def __enter__(self) -> HostBook:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- inside ----------------------------------------------------------------------------
 

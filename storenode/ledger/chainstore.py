@@ -29,8 +29,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from contracts import State
 from contracts.encoding import encode
@@ -48,7 +47,7 @@ from storenode.ledger.errors import (
     ChainStoreVersionError,
 )
 from storenode.ledger.genesis import Genesis, genesis_hash
-from storenode.leveldb import OpenErrors, open_leveldb, translated
+from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
 
 FORMAT_VERSION: Final = 1
 PREFIX: Final = b"lg/"
@@ -83,7 +82,7 @@ def block_key(height: int) -> bytes:
     return BLOCK_PREFIX + _U64.pack(height)
 
 
-class ChainStore:
+class ChainStore(ClosingDatabase):
     """The blocks and state of one chain in a LevelDB directory.
 
     ``path`` is created (with its parents) when ``create`` is true and nothing
@@ -263,23 +262,6 @@ class ChainStore:
         """The plyvel database, for other subsystems' reads under their own prefixes."""
         self._check_open()
         return self._db
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ChainStore({self._path!r}, tip={self._tip.height})"

@@ -20,13 +20,12 @@ import struct
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import plyvel
 
 from storenode.coding.merkle import merkle_root
-from storenode.leveldb import OpenErrors, open_leveldb, translated
+from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
 from storenode.store.errors import (
     ChunkCorruptError,
     ChunkNotFoundError,
@@ -73,7 +72,7 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 
-class LevelDBChunkStore:
+class LevelDBChunkStore(ClosingDatabase):
     """Implements :class:`~storenode.store.protocol.ChunkStore` in a LevelDB directory.
 
     ``path`` is created (with its parents) when ``create`` is true and nothing is
@@ -226,23 +225,6 @@ class LevelDBChunkStore:
                     total += max(size, 0)
         ok = total == used and checked == count
         return ScrubReport(checked, total, tuple(corrupt), accounting_ok=ok)
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"LevelDBChunkStore({self._path!r}, capacity={self._capacity})"
