@@ -10,7 +10,7 @@ absolute. :func:`render_config` writes the documented file that
 Sections and keys (every key optional; :class:`Config` has the defaults)::
 
     [node]    identity_file, data_dir, log_level, log_format
-    [wire]    host, port, peers = ["<public key hex>@<host>:<port>", ...]
+    [wire]    host, port, advertise, peers = ["<public key hex>@<host>:<port>", ...]
     [ledger]  genesis_file
     [host]    enabled, capacity, price, collateral_bps, max_windows
     [http]    enabled, host, port
@@ -36,6 +36,8 @@ from typing import Any, Final
 
 DEFAULT_PORT: Final = 7400
 DEFAULT_HTTP_PORT: Final = 7480
+WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
+"""Listen addresses meaning "every interface": no peer can dial them."""
 TOKEN: Final = 10**18
 GIB: Final = 1 << 30
 SIZE_UNITS: Final[dict[str, int]] = {
@@ -142,6 +144,9 @@ class Config:
     """``"text"`` (sentences) or ``"json"`` (one object per line): storenode.logs."""
     listen_host: str = "127.0.0.1"
     listen_port: int = DEFAULT_PORT
+    advertise_host: str | None = None
+    """The address other nodes should dial (None: ``listen_host``, which must then
+    not be a wildcard such as 0.0.0.0)."""
     peers: tuple[PeerSpec, ...] = ()
     """Nodes to sync from and gossip to."""
     genesis_file: Path = Path("genesis.json")
@@ -176,6 +181,14 @@ class Config:
     @property
     def chain_dir(self) -> Path:
         return self.data_dir / "chain"
+
+    @property
+    def public_host(self) -> str | None:
+        """The address this node announces in the DHT and its host ad: ``wire.advertise``,
+        else ``wire.host`` unless that is a wildcard (then None: nothing to announce)."""
+        if self.advertise_host is not None:
+            return self.advertise_host
+        return None if self.listen_host in WILDCARD_HOSTS else self.listen_host
 
     @property
     def chunks_dir(self) -> Path:
@@ -225,7 +238,7 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
     reader = _Reader(source, doc)
     default = Config()
     node = reader.section("node", ("identity_file", "data_dir", "log_level", "log_format"))
-    wire = reader.section("wire", ("host", "port", "peers"))
+    wire = reader.section("wire", ("host", "port", "advertise", "peers"))
     ledger = reader.section("ledger", ("genesis_file",))
     host = reader.section("host", ("enabled", "capacity", "price", "collateral_bps", "max_windows"))
     http = reader.section("http", ("enabled", "host", "port"))
@@ -233,6 +246,10 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
     publish = reader.section("publish", ("k", "n", "windows", "max_price"))
     reader.no_other_sections()
     node_text = client.get("node", str, "a string <public key hex>@<host>:<port>", None)
+    advertise = None if "advertise" not in wire.table else wire.host("advertise", "")
+    if advertise is not None and advertise in WILDCARD_HOSTS:
+        expected = "an address other nodes can dial"
+        raise ConfigValueError(source, "wire.advertise", expected, advertise)
     k = publish.integer("k", 1, 255, default.publish_k)
     n = publish.integer("n", 1, 255, default.publish_n)
     if n < k:
@@ -244,6 +261,7 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
         log_format=node.choice("log_format", LOG_FORMATS, default.log_format),
         listen_host=wire.host("host", default.listen_host),
         listen_port=wire.integer("port", 1, 65535, default.listen_port),
+        advertise_host=advertise,
         peers=wire.peers("peers"),
         genesis_file=ledger.path("genesis_file", default.genesis_file),
         client_node=None if node_text is None else client.peer("node", node_text),
@@ -434,6 +452,7 @@ log_format = {log_format}
 host = {host}
 # The TCP port; clients and peers dial it. Each node on a machine needs its own.
 port = {port}
+{advertise}
 # Nodes to sync blocks from and gossip to: "<public key hex>@<host>:<port>".
 peers = {peers}
 
@@ -513,6 +532,17 @@ def render_config(config: Config) -> str:
         peers = "[\n" + "".join(f"    {toml_string(str(p))},\n" for p in config.peers) + "]"
     else:
         peers = "[]"
+    if config.advertise_host is None:
+        advertise = (
+            "# The address other nodes dial, announced in the DHT; needed when host is\n"
+            '# 0.0.0.0 (for example "203.0.113.7" or "node.example.org").\n'
+            '# advertise = "203.0.113.7"'
+        )
+    else:
+        advertise = (
+            "# The address other nodes dial, announced in the DHT.\n"
+            f"advertise = {toml_string(config.advertise_host)}"
+        )
     node = config.client_node
     cap = toml_string(format_tokens(config.spending_cap))
     if node is None:
@@ -526,6 +556,7 @@ def render_config(config: Config) -> str:
         log_format=toml_string(config.log_format),
         host=toml_string(config.listen_host),
         port=config.listen_port,
+        advertise=advertise,
         peers=peers,
         genesis_file=toml_string(str(config.genesis_file)),
         host_enabled=str(config.host_enabled).lower(),

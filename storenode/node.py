@@ -79,6 +79,14 @@ class HttpListenFailedError(NodeError):
     """The HTTP API and gateway cannot listen (the message says what to change)."""
 
 
+class AdvertiseMissingError(NodeError):
+    def __init__(self, host: str, config_path: Path) -> None:
+        super().__init__(
+            f"the node listens on every interface ({host or 'all'}) and no peer can dial that: "
+            f"set wire.advertise in {config_path} to the address other nodes reach it at"
+        )
+
+
 class HostStorageError(NodeError):
     """The chunk store or the contract book cannot be opened (the message of the
     store's own error, which says what to do)."""
@@ -246,6 +254,8 @@ async def open_host_node(
     contract book's typed errors."""
     loaded = _load(home_dir, "host daemon")
     config = loaded.home.config
+    if config.public_host is None:
+        raise AdvertiseMissingError(config.listen_host, loaded.home.config_path)
     try:
         # The stores close last: after the nursery (no task uses them) and the
         # wire (no request handler does); a write in progress holds their lock.
@@ -291,7 +301,9 @@ async def _start_host(
     config = base.home.config
     view = view_of(base.chain, base.identity.address)  # before the ledger touches the chain
     ledger = await _start_ledger(base, nursery)
-    contact = Contact(base.identity.public_key, config.listen_host, base.port)
+    public = config.public_host
+    assert public is not None  # open_host_node refused a wildcard without wire.advertise
+    contact = Contact(base.identity.public_key, public, base.port)
     dht = DhtService(base.rpc, DhtNode(base.identity, contact, now=time.time()), nursery)
     node = HostNode(
         base.home.root,
@@ -328,7 +340,7 @@ def ready_doc(node: HostNode) -> dict[str, object]:
         "name": node.name,
         "address": address_hex(node.identity.address),
         "public_key": node.identity.public_key.hex(),
-        "wire": f"{config.listen_host}:{node.port}",
+        "wire": f"{config.public_host}:{node.port}",
         "http": http,
         "started": int(node.started),
     }

@@ -199,7 +199,7 @@ class HostNode:
         config = self.config
         return HostAd(
             key=self.identity.public_key,
-            host=config.listen_host,
+            host=config.public_host or config.listen_host,
             port=self.port,
             http_port=self.http_port or 0,
             chain_id=self.chain.genesis.chain_id,
@@ -635,7 +635,7 @@ async def start_http(nursery: trio.Nursery, node: HostNode, *, fee: int) -> int:
     from storenode.client.ledger import LedgerClient
 
     config = node.config
-    own = PeerSpec(node.identity.public_key, config.listen_host, node.port)
+    own = PeerSpec(node.identity.public_key, config.public_host or "127.0.0.1", node.port)
     ledger = LedgerClient(node.rpc, own, timeout=10.0, hint="the node's own ledger")
     node.content = Fetcher(
         node.rpc,

@@ -62,7 +62,7 @@ from storenode.ledger import Chain, Genesis, save_genesis
 from storenode.ledger.messages import Submitted, SubmitTx
 from storenode.net.ledger import LedgerService, open_ledger_node
 from storenode.net.rpc import RpcNode, open_rpc_node
-from storenode.node import READY_FILE, open_host_node, run_host
+from storenode.node import READY_FILE, AdvertiseMissingError, open_host_node, run_host
 from storenode.publish.manifest import Manifest, build_manifest, encode_manifest
 from storenode.publish.records import (
     HOSTS_KEY,
@@ -567,3 +567,26 @@ async def test_a_node_that_does_not_host_follows_the_ledger_and_serves_no_chunks
             code, _ = await refusal(net.client, addr(node), ChunkGet(bytes(32)))
             assert code == ErrorCode.UNAVAILABLE
             assert not (home / "data" / "chunks").exists()
+
+
+async def test_a_host_on_every_interface_without_an_advertised_address_refuses_to_start(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(WAIT):
+        async with network(tmp_path) as net:
+            home = net.home("wildcard", account(4), listen_host="0.0.0.0")
+            with pytest.raises(AdvertiseMissingError, match=r"wire\.advertise"):
+                async with open_host_node(home):
+                    pass  # pragma: no cover - it must not start
+            assert not (home / "data" / "chunks").exists()
+
+
+async def test_a_host_announces_its_advertised_address_in_its_ad_and_contact(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(WAIT):
+        async with network(tmp_path) as net:
+            net.home("announced", account(4), listen_host="127.0.0.1", advertise_host="127.0.0.2")
+            node = await net.start("announced")
+            assert node.ad().host == "127.0.0.2"
+            assert node.dht.contact.host == "127.0.0.2"

@@ -80,6 +80,7 @@ def test_a_config_with_every_key_set_survives_a_round_trip() -> None:
         log_level="debug",
         listen_host="0.0.0.0",
         listen_port=65535,
+        advertise_host="node.example.org",
         peers=(PeerSpec(KEY, "127.0.0.1", 1), PeerSpec(bytes(32), "::1", 7402)),
         genesis_file=Path('odd "name"\\genesis.json'),
         client_node=PeerSpec(KEY, "node.example", 7400),
@@ -303,3 +304,17 @@ def test_bad_key_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
     shared.chmod(0o644)
     with pytest.raises(KeyFilePermissionsError, match="chmod 600"):
         read_key_file(shared)
+
+
+def test_a_node_announces_its_advertised_address_else_a_dialable_listen_address() -> None:
+    assert Config(listen_host="127.0.0.1").public_host == "127.0.0.1"
+    assert Config(listen_host="0.0.0.0").public_host is None
+    assert Config(listen_host="0.0.0.0", advertise_host="203.0.113.7").public_host == (
+        "203.0.113.7"
+    )
+
+
+def test_a_wildcard_cannot_be_advertised() -> None:
+    with pytest.raises(ConfigValueError) as info:
+        parse_config('[wire]\nadvertise = "0.0.0.0"\n')
+    assert info.value.key == "wire.advertise"
