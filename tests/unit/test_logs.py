@@ -46,13 +46,18 @@ def test_any_message_stays_on_one_line_and_reads_back(message: str) -> None:
 
 def test_use_format_switches_the_root_handlers() -> None:
     root = logging.getLogger()
-    before = [h.formatter for h in root.handlers]
+    before = [(h, h.formatter) for h in root.handlers]
+    handler = logging.StreamHandler()
+    root.addHandler(handler)
     try:
         use_format("json")
-        assert all(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+        assert isinstance(handler.formatter, JsonFormatter)
+        use_format("text")
+        assert not isinstance(handler.formatter, JsonFormatter)
     finally:
-        for handler, formatter in zip(root.handlers, before, strict=True):
-            handler.setFormatter(formatter)
+        root.removeHandler(handler)
+        for other, formatter in before:
+            other.setFormatter(formatter)
 
 
 def test_log_format_is_read_from_the_config_and_checked() -> None:
