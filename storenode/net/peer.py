@@ -112,7 +112,7 @@ class PeerConnection:
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
         self._writing = False
         self._drained_read = True
-        self._outbox: list[bytes | memoryview] = []
+        self._outbox: list[bytes | bytearray | memoryview] = []
         self._outbox_bytes = 0
         self._outbox_ready = trio.Event()
         self._drained = trio.Event()
@@ -145,7 +145,7 @@ class PeerConnection:
     def _enqueue(self, body: bytes) -> None:
         if self.closed:
             raise trio.ClosedResourceError("the connection is closed")
-        data: bytes | memoryview = self._wire.send_message(body)
+        data: bytearray | memoryview = self._wire.send_message(body)
         if self._fd is not None and not self._outbox and not self._writing:
             try:
                 sent = os.write(self._fd, data)
@@ -309,10 +309,12 @@ class PeerConnection:
             self._on_violation(self, error)
         self.closed = True
 
-    def _dispatch(self, body: bytes) -> None:
+    def _dispatch(self, body: bytes | bytearray) -> None:
+        """Handle one message. ``body`` is the connection's to give: a fresh buffer
+        per message that nothing writes to again."""
         assert self._nursery is not None
         try:
-            msg = self._registry.decode(body)
+            msg = self._registry.decode(body, owned=True)
         except MessageNameUnknownError as e:
             # A newer peer may know types we don't: answer, keep the connection.
             if e.request_id is not None:

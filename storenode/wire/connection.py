@@ -54,6 +54,7 @@ LENGTH_SIZE: Final = 2  # u16 big endian before every Noise message on TCP
 MAX_FRAME: Final = 65535  # ciphertext + tag after the length
 MAX_FRAME_PLAINTEXT: Final = MAX_FRAME - TAGLEN  # 65,519
 MESSAGE_HEADER_SIZE: Final = 4  # u32 big endian message length in a message's first frame
+FRAME_OVERHEAD: Final = LENGTH_SIZE + TAGLEN  # a frame's length prefix and its tag
 MAX_FIRST_FRAME_BODY: Final = MAX_FRAME_PLAINTEXT - MESSAGE_HEADER_SIZE  # 65,515
 MAX_MESSAGE_SIZE: Final = 8 * 1024 * 1024
 
@@ -85,7 +86,7 @@ class HandshakeComplete:
 class MessageReceived:
     """One whole message from the peer (0 to 8 MiB)."""
 
-    body: bytes
+    body: bytes | bytearray
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +231,9 @@ class WireConnection:
         self._frame_length: int | None = None  # read from a length prefix, frame not yet here
         self._eof = False
         self._outgoing = bytearray()
-        # The message being reassembled: its parts so far and the bytes still missing.
-        self._parts: list[bytes | memoryview] | None = None
-        self._missing = 0
+        # The message being reassembled: its buffer and how much of it has arrived.
+        self._body: bytearray | None = None
+        self._filled = 0
 
     # -- state -------------------------------------------------------------------
 
@@ -318,7 +319,7 @@ class WireConnection:
             return self._read_transport()
         except WireError:
             self._state = _State.FAILED
-            self._parts = None
+            self._body = None
             raise
 
     def data_to_send(self) -> bytes:
@@ -329,7 +330,7 @@ class WireConnection:
         self._outgoing.clear()
         return out
 
-    def send_message(self, body: bytes | bytearray | memoryview) -> bytes:
+    def send_message(self, body: bytes | bytearray | memoryview) -> bytearray:
         """The frames of one message (0 to 8 MiB), preceded by any handshake bytes
         still queued, so they can never be sent out of order."""
         self._require("send_message")
@@ -338,18 +339,21 @@ class WireConnection:
         if size > MAX_MESSAGE_SIZE:
             raise MessageTooLargeError(f"a message is at most 8 MiB, not {size:,} bytes")
         first = min(size, MAX_FIRST_FRAME_BODY)
-        header = size.to_bytes(MESSAGE_HEADER_SIZE, "big")
+        # One buffer for the whole message: each frame is sealed in place.
+        frames = 1 + -(-(size - first) // MAX_FRAME_PLAINTEXT)
+        pending = len(self._outgoing)
+        out = bytearray(pending + frames * FRAME_OVERHEAD + MESSAGE_HEADER_SIZE + size)
+        out[:pending] = self._outgoing
         try:
-            frames: list[bytes | bytearray] = [
-                self._outgoing,
-                self._seal_frame(header + view[:first]),
-            ]
-            for start in range(first, size, MAX_FRAME_PLAINTEXT):
-                frames.append(self._seal_frame(view[start : start + MAX_FRAME_PLAINTEXT]))
+            with memoryview(out) as target:
+                at = self._seal_frame(
+                    size.to_bytes(MESSAGE_HEADER_SIZE, "big") + view[:first], target, pending
+                )
+                for start in range(first, size, MAX_FRAME_PLAINTEXT):
+                    at = self._seal_frame(view[start : start + MAX_FRAME_PLAINTEXT], target, at)
         except WireError:  # only the nonce running out, after 2^64 - 1 frames
             self._state = _State.FAILED
             raise
-        out = b"".join(frames)
         self._outgoing.clear()
         return out
 
@@ -427,35 +431,38 @@ class WireConnection:
 
     # -- transport ---------------------------------------------------------------
 
-    def _seal_frame(self, plaintext: bytes | memoryview) -> bytearray:
-        """``u16 length || ciphertext || tag`` of one frame."""
+    def _seal_frame(self, plaintext: bytes | memoryview, out: memoryview, at: int) -> int:
+        """Write ``u16 length || ciphertext || tag`` of one frame at ``out[at:]``;
+        where the next frame starts."""
         assert self._send is not None
         size = len(plaintext) + TAGLEN
-        frame = bytearray(LENGTH_SIZE + size)
-        frame[:LENGTH_SIZE] = size.to_bytes(LENGTH_SIZE, "big")
-        with memoryview(frame) as view:
-            self._send.encrypt_into(b"", plaintext, view[LENGTH_SIZE:])
-        return frame
+        out[at : at + LENGTH_SIZE] = size.to_bytes(LENGTH_SIZE, "big")
+        at += LENGTH_SIZE
+        self._send.encrypt_into(b"", plaintext, out[at : at + size])
+        return at + size
 
     def _read_transport(self) -> Event | None:
         recv = self._recv
         assert recv is not None
         while (frame := self._take_frame()) is not None:
-            body = self._assemble(recv.decrypt_with_ad(b"", frame))
+            body = self._assemble(recv, frame)
             if body is not None:
                 return MessageReceived(body)
         if not self._eof:
             return None
         if self._received.available or self._frame_length is not None:
             raise FrameDecryptError("the stream ended in the middle of a frame (truncated)")
-        if self._parts is not None:
+        if self._body is not None:
             raise FrameDecryptError("the stream ended in the middle of a message (truncated)")
         self._move(_Input.END)
         return ConnectionEnded()
 
-    def _assemble(self, plaintext: bytes) -> bytes | None:
-        """Add one frame's plaintext to the message; the body once it is whole."""
-        if self._parts is None:
+    def _assemble(self, recv: CipherState, frame: memoryview | bytes) -> bytes | bytearray | None:
+        """Decrypt one frame into the message; the body once it is whole. A message
+        of several frames is decrypted straight into one buffer of its size."""
+        body = self._body
+        if body is None:
+            plaintext = recv.decrypt_with_ad(b"", frame)
             if len(plaintext) < MESSAGE_HEADER_SIZE:
                 raise FrameMalformedError(
                     f"a message's first frame holds {len(plaintext)} bytes, fewer than its "
@@ -471,20 +478,22 @@ class WireConnection:
                 )
             if carried == size:
                 return plaintext[MESSAGE_HEADER_SIZE:]
-            self._parts = [memoryview(plaintext)[MESSAGE_HEADER_SIZE:]]
-            self._missing = size - carried
+            self._body = bytearray(size)
+            self._body[:carried] = memoryview(plaintext)[MESSAGE_HEADER_SIZE:]
+            self._filled = carried
             return None
-        if not plaintext or len(plaintext) > self._missing:
+        carried = len(frame) - TAGLEN
+        missing = len(body) - self._filled
+        if not 0 < carried <= missing:
             raise FrameMalformedError(
-                f"a continuation frame carries {len(plaintext)} bytes where "
-                f"1..{self._missing} were due"
+                f"a continuation frame carries {max(carried, 0)} bytes where 1..{missing} were due"
             )
-        self._parts.append(plaintext)
-        self._missing -= len(plaintext)
-        if self._missing:
+        with memoryview(body) as view:
+            recv.decrypt_into(b"", frame, view[self._filled : self._filled + carried])
+        self._filled += carried
+        if carried < missing:
             return None
-        body = b"".join(self._parts)
-        self._parts = None
+        self._body = None
         return body
 
 

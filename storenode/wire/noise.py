@@ -11,9 +11,8 @@ The three objects of the spec, section 5, with the spec's names in snake case:
 
 Nothing here reads a clock or draws randomness: the static and ephemeral X25519
 private keys are arguments (the caller draws them, e.g. ``os.urandom(32)``), so
-the published test vectors replay byte for byte. The cryptography is
-pycryptodome's (X25519, AES, GHASH) and hashlib's; numpy only lays out and XORs
-the GCM counter blocks (see _CachedAesGcm).
+the published test vectors replay byte for byte. X25519 is pycryptodome's,
+AES-256-GCM OpenSSL's (through ``cryptography``), SHA-256 and HMAC hashlib's.
 
 Errors: a handshake message that is truncated, fails authentication or carries
 an invalid X25519 key raises :class:`HandshakeError`; a transport ciphertext that
@@ -23,20 +22,15 @@ turn raises :class:`ConnectionStateError`.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import hmac
-import threading
-from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Final
+from typing import Final
 
-import numpy as np
-import numpy.typing as npt
-from Crypto.Cipher import AES
-from Crypto.Cipher import _mode_gcm as _gcm_internals
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 from Crypto.PublicKey.ECC import EccKey
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storenode.wire.errors import ConnectionStateError, FrameDecryptError, HandshakeError
 
@@ -114,168 +108,40 @@ def nonce_bytes(n: int) -> bytes:
 
 # -- AES-256-GCM -----------------------------------------------------------------
 #
-# ``AES.new(key, AES.MODE_GCM, nonce=...)`` expands the key three times and builds
-# the GHASH table on every call (~30 us, as long as encrypting 64 KiB), and its CTR
-# mode costs another ~8 us to set up per frame. A Noise CipherState encrypts every
-# frame under one key, so _CachedAesGcm keeps one ECB cipher and the GHASH subkey H
-# per key and builds GCM (NIST SP 800-38D, 96-bit IV) itself: the counter blocks
-# J0 = nonce || 1, nonce || 2, ... are written by numpy into a per-thread buffer,
-# encrypted with one ECB call (E(J0) masks the tag, the rest is the keystream) and
-# XORed with the data; GHASH is pycryptodome's. That GHASH class is private to
-# pycryptodome, so _CachedAesGcm is used only if it is present and an import-time
-# self-test against the public GCM passes; otherwise _PublicAesGcm. Both take the
-# 64-bit counter of the Noise nonce and at most one Noise message (65,535 bytes).
-
-_ZEROS16: Final = bytes(16)
-_MAX_BLOCKS: Final = 1 + -(-MAX_MESSAGE_LEN // 16)  # J0, then one per 16 bytes of data
+# OpenSSL's AES-256-GCM through ``cryptography``: one AESGCM object per key (the
+# key schedule and the GHASH table are built once), and ``encrypt_into`` writes
+# ciphertext and tag straight into the transport's frame buffer. On this
+# machine's VAES/VPCLMULQDQ cores it seals 64 KiB frames at ~8.6 GB/s, against
+# ~0.75 GB/s for pycryptodome's GCM mode (docs/decisions/0009).
 
 
-class _PublicAesGcm:
-    """AES-256-GCM through pycryptodome's public GCM mode."""
+class _AesGcm:
+    """AES-256-GCM taking the 64-bit counter of the Noise nonce.
 
-    __slots__ = ("_key",)
+    Decryption authenticates before it returns anything: no unauthenticated
+    plaintext is ever produced."""
+
+    __slots__ = ("_aead",)
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self._aead = AESGCM(key)
 
     def seal_into(self, counter: int, ad: Buffer, plaintext: Buffer, out: memoryview) -> None:
-        n = len(plaintext)
-        cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce_bytes(counter))
-        cipher.update(ad)
-        cipher.encrypt(plaintext, output=out[:n])
-        out[n : n + TAGLEN] = cipher.digest()
+        self._aead.encrypt_into(nonce_bytes(counter), plaintext, ad, out)
 
-    def open(self, counter: int, ad: Buffer, data: memoryview) -> bytes:
-        n = len(data) - TAGLEN
-        cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce_bytes(counter))
-        cipher.update(ad)
-        plaintext = cipher.decrypt(data[:n])
+    def open(self, counter: int, ad: Buffer, data: Buffer) -> bytes:
         try:
-            cipher.verify(data[n:])
-        except ValueError:
+            return self._aead.decrypt(nonce_bytes(counter), data, ad)
+        except InvalidTag:
             raise FrameDecryptError("a ciphertext failed AES-GCM authentication") from None
-        return plaintext
 
-
-_GHASH: Any = getattr(_gcm_internals, "_GHASH", None)
-_GHASH_IMPL: Any = getattr(_gcm_internals, "_ghash_clmul", None) or getattr(
-    _gcm_internals, "_ghash_portable", None
-)
-
-
-class _CounterBlocks(threading.local):
-    """Per-thread scratch: GCM counter blocks ``0^32 || n (64 bits) || i (32 bits)``
-    for i = 1 (J0), 2, ... big endian, and their encryption."""
-
-    def __init__(self) -> None:
-        self.blocks = bytearray(16 * _MAX_BLOCKS)
-        self.words = np.frombuffer(self.blocks, dtype=">u4").reshape(_MAX_BLOCKS, 4)
-        self.words[:, 3] = np.arange(1, _MAX_BLOCKS + 1, dtype=np.uint32)
-        self.high = 0  # the value in every block's second word: n >> 32
-        self.encrypted = bytearray(16 * _MAX_BLOCKS)
-        self.encrypted_u8 = np.frombuffer(self.encrypted, dtype=np.uint8)
-
-
-_COUNTER_BLOCKS = _CounterBlocks()
-_SMALL = 4096
-"""Frames up to this size go through pycryptodome as ``bytes`` (see _encrypt_counters)."""
-
-
-class _CachedAesGcm:
-    """AES-256-GCM with the key schedule and the GHASH subkey computed once per key.
-
-    Decryption authenticates before it decrypts: no unauthenticated plaintext
-    is ever produced."""
-
-    __slots__ = ("_ecb", "_ghash", "_h")
-
-    def __init__(self, key: bytes) -> None:
-        self._ecb = AES.new(key, AES.MODE_ECB)
-        self._h = self._ecb.encrypt(_ZEROS16)
-        # One GHASH per key: building one expands the key and registers a
-        # finalizer, which cost more than hashing a small frame.
-        self._ghash = _GHASH(self._h, _GHASH_IMPL)
-
-    def _encrypt_counters(self, counter: int, length: int) -> npt.NDArray[np.uint8]:
-        """E(J0) .. E(J0 + ceil(length / 16)) for the nonce ``counter``: the tag mask
-        (first 16 bytes), then the keystream."""
-        scratch = _COUNTER_BLOCKS
-        high = counter >> 32
-        if high != scratch.high:
-            scratch.words[:, 1] = high
-            scratch.high = high
-        size = 16 + ((length + 15) & ~15)
-        scratch.words[: size // 16, 2] = counter & 0xFFFFFFFF
-        with memoryview(scratch.blocks) as blocks:
-            if size <= _SMALL:
-                # pycryptodome converts a bytes argument far faster than a view:
-                # for small frames the copy is cheaper than the conversion.
-                return np.frombuffer(self._ecb.encrypt(bytes(blocks[:size])), dtype=np.uint8)
-            with memoryview(scratch.encrypted) as encrypted:
-                self._ecb.encrypt(blocks[:size], output=encrypted[:size])
-        return scratch.encrypted_u8[:size]
-
-    def _tag(self, ad: Buffer, ciphertext: memoryview, mask: npt.NDArray[np.uint8]) -> bytes:
-        ghash = self._ghash
-        ctypes.memset(ghash._last_y, 0, 16)  # a fresh accumulator
-        if ad:
-            ghash.update(bytes(ad) + _ZEROS16[: -len(ad) % 16])
-        n = len(ciphertext)
-        full = n & ~15
-        if full:
-            ghash.update(bytes(ciphertext[:full]) if full <= _SMALL else ciphertext[:full])
-        last = (8 * len(ad)).to_bytes(8, "big") + (8 * n).to_bytes(8, "big")
-        if full != n:  # the partial last block, zero-padded, then the lengths block
-            last = bytes(ciphertext[full:]) + _ZEROS16[: 16 - (n - full)] + last
-        ghash.update(last)
-        tag = int.from_bytes(ghash.digest(), "big") ^ int.from_bytes(mask[:16].tobytes(), "big")
-        return tag.to_bytes(16, "big")
-
-    def seal_into(self, counter: int, ad: Buffer, plaintext: Buffer, out: memoryview) -> None:
-        n = len(plaintext)
-        stream = self._encrypt_counters(counter, n)
-        ciphertext = out[:n]
-        if n:
-            np.bitwise_xor(
-                np.frombuffer(plaintext, dtype=np.uint8),
-                stream[16 : 16 + n],
-                out=np.frombuffer(ciphertext, dtype=np.uint8),
-            )
-        out[n : n + TAGLEN] = self._tag(ad, ciphertext, stream)
-
-    def open(self, counter: int, ad: Buffer, data: memoryview) -> bytes:
-        n = len(data) - TAGLEN
-        stream = self._encrypt_counters(counter, n)
-        ciphertext = data[:n]
-        if not hmac.compare_digest(self._tag(ad, ciphertext, stream), data[n:]):
-            raise FrameDecryptError("a ciphertext failed AES-GCM authentication")
-        if not n:
-            return b""
-        plaintext = np.bitwise_xor(np.frombuffer(ciphertext, dtype=np.uint8), stream[16 : 16 + n])
-        return plaintext.tobytes()
-
-
-def _cached_gcm_matches_public() -> bool:
-    """Self-test of _CachedAesGcm against pycryptodome's GCM (odd lengths, with ad)."""
-    if _GHASH is None or _GHASH_IMPL is None:
-        return False
-    key, ad, plaintext = bytes(range(32)), b"storenode", bytes(range(45))
-    counter = 2**32 + 7  # both halves of the nonce in use
-    try:
-        ours = bytearray(len(plaintext) + TAGLEN)
-        _CachedAesGcm(key).seal_into(counter, ad, plaintext, memoryview(ours))
-        opened = _CachedAesGcm(key).open(counter, ad, memoryview(ours))
-    except Exception:  # pycryptodome's internals changed shape: use the public mode
-        return False
-    reference = bytearray(len(plaintext) + TAGLEN)
-    _PublicAesGcm(key).seal_into(counter, ad, plaintext, memoryview(reference))
-    return ours == reference and opened == plaintext
-
-
-_AesGcm = _CachedAesGcm | _PublicAesGcm
-_new_aes_gcm: Callable[[bytes], _AesGcm] = (
-    _CachedAesGcm if _cached_gcm_matches_public() else _PublicAesGcm
-)
+    def open_into(self, counter: int, ad: Buffer, data: Buffer, out: memoryview) -> None:
+        """Decrypt into ``out``; on a failed authentication ``out`` holds garbage
+        that the caller must discard."""
+        try:
+            self._aead.decrypt_into(nonce_bytes(counter), data, ad, out)
+        except InvalidTag:
+            raise FrameDecryptError("a ciphertext failed AES-GCM authentication") from None
 
 
 # -- CipherState -----------------------------------------------------------------
@@ -289,7 +155,7 @@ class CipherState:
     def __init__(self, key: bytes | None = None) -> None:
         if key is not None and len(key) != KEYLEN:
             raise ValueError(f"a cipher key is 32 bytes, not {len(key)}")
-        self._aead: _AesGcm | None = None if key is None else _new_aes_gcm(bytes(key))
+        self._aead: _AesGcm | None = None if key is None else _AesGcm(bytes(key))
         self._n = 0
 
     @property
@@ -344,6 +210,19 @@ class CipherState:
         plaintext = self._aead.open(self._next_nonce(), ad, view)
         self._n += 1
         return plaintext
+
+    def decrypt_into(self, ad: Buffer, ciphertext: Buffer, out: memoryview) -> None:
+        """Decrypt ``ciphertext || tag`` into ``out`` (exactly 16 bytes shorter): the
+        transport's copy-free path. Requires a key. On a failed authentication the
+        nonce is unchanged and ``out`` must be discarded."""
+        if self._aead is None:
+            raise ConnectionStateError("decrypt_into needs a cipher with a key")
+        if not TAGLEN <= len(ciphertext) <= MAX_MESSAGE_LEN:
+            raise FrameDecryptError(f"a ciphertext is 16..65,535 bytes, not {len(ciphertext)}")
+        if len(out) != len(ciphertext) - TAGLEN:
+            raise ValueError("out must be exactly 16 bytes shorter than the ciphertext")
+        self._aead.open_into(self._next_nonce(), ad, ciphertext, out)
+        self._n += 1
 
 
 # -- SymmetricState --------------------------------------------------------------

@@ -193,7 +193,7 @@ class Registry:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def decode(self, data: bytes | bytearray | memoryview) -> Message:
+    def decode(self, data: bytes | bytearray | memoryview, *, owned: bool = False) -> Message:
         """Check a received message and return it; a REQUEST's or NOTIFY's body is
         validated against its registered Struct.
 
@@ -201,6 +201,10 @@ class Registry:
         an unregistered name, and :class:`MessageInvalidError` for anything else that
         is wrong; never another exception. Either carries ``request_id`` when the
         message is a REQUEST whose id could be read: answer that id with ``.code``.
+
+        A RESPONSE's body is a Raw pointing into ``data`` when ``data`` is ``bytes``
+        or ``owned`` is true (the caller hands the buffer over and never writes to
+        it again); otherwise it is copied out.
         """
         envelope = read_envelope(data)
         if isinstance(envelope, RequestEnvelope):
@@ -209,7 +213,7 @@ class Registry:
         if isinstance(envelope, ResponseEnvelope):
             raw = envelope.body
             # A Raw points into ``data``; a buffer we do not own may be reused by the caller.
-            return Response(envelope.id, raw if isinstance(data, bytes) else raw.copy())
+            return Response(envelope.id, raw if owned or isinstance(data, bytes) else raw.copy())
         if isinstance(envelope, ErrorEnvelope):
             return ErrorReply(envelope.id, envelope.code, envelope.message)
         return Notify(envelope.name, self._body(Kind.NOTIFY, None, envelope.name, envelope.body))
