@@ -192,7 +192,7 @@ class Config:
 
     @property
     def chunks_dir(self) -> Path:
-        """The host's chunk store (LevelDB)."""
+        """The host's chunk store (chunk files indexed in LevelDB)."""
         return self.data_dir / "chunks"
 
     @property

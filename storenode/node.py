@@ -49,8 +49,8 @@ from storenode.ledger import AppliedBlock, Chain, Genesis, load_genesis
 from storenode.net.dht import DhtService
 from storenode.net.ledger import LedgerService, serve_ledger
 from storenode.net.rpc import RpcNode, open_rpc_node
+from storenode.store.disk import DiskChunkStore
 from storenode.store.errors import StoreError
-from storenode.store.leveldb import LevelDBChunkStore
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ async def open_host_node(
             if config.host_enabled:
                 try:
                     store = stack.enter_context(
-                        LevelDBChunkStore(config.chunks_dir, capacity=config.capacity)
+                        DiskChunkStore(config.chunks_dir, capacity=config.capacity)
                     )
                     book = stack.enter_context(HostBook(config.host_dir))
                 except (StoreError, BookError) as exc:
@@ -292,7 +292,7 @@ async def open_host_node(
 async def _start_host(
     base: _Base,
     nursery: trio.Nursery,
-    store: LevelDBChunkStore | None,
+    store: DiskChunkStore | None,
     book: HostBook | None,
     *,
     maintenance_interval: float,

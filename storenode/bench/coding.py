@@ -20,7 +20,7 @@ rlnc_recode_MBps    one fresh recoding of 16 held 64 KiB packets: MB of packet
 merkle_root_MBps    chunk ids (roots over 1 KiB segments) of 256 KiB chunks
 merkle_verify_us    verifying one segment's chained proof (segment -> chunk ->
                     contract) in a 256 MiB contract of 1024 chunks
-store_put_MBps      LevelDB store, 256 KiB chunks, each put durable (fsync)
+store_put_MBps      disk store, 256 KiB chunks, each put durable (fsync)
                     before it returns, id checked
 store_get_MBps      the same chunks read back, each re-verified
 ==================  ============================================================
@@ -205,7 +205,7 @@ def bench_merkle(min_time: float) -> dict[str, float]:
 
 def bench_store(min_time: float) -> dict[str, float]:
     from storenode.coding.merkle import merkle_root
-    from storenode.store import LevelDBChunkStore
+    from storenode.store import DiskChunkStore
 
     size, count = 256 * 1024, 64
     rng = random.Random(4)
@@ -215,12 +215,12 @@ def bench_store(min_time: float) -> dict[str, float]:
     try:
         best_put = 0.0
         for r in range(3):
-            with LevelDBChunkStore(tmp / f"put{r}", capacity=1 << 34) as store:
+            with DiskChunkStore(tmp / f"put{r}", capacity=1 << 34) as store:
                 start = time.perf_counter()
                 for cid, data in zip(ids, chunks, strict=True):
                     store.put(cid, data)
                 best_put = max(best_put, count * size / (time.perf_counter() - start) / MB)
-        with LevelDBChunkStore(tmp / "put0", capacity=1 << 34) as store:
+        with DiskChunkStore(tmp / "put0", capacity=1 << 34) as store:
 
             def get_all() -> None:
                 for cid in ids:

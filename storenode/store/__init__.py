@@ -1,12 +1,13 @@
 """The chunk store: chunks held under their Merkle-root ids, verified in and out.
 
-``ChunkStore`` is the interface; ``LevelDBChunkStore`` keeps chunks durably in
-LevelDB (layout in ``docs/specs/chunk-store.md``), ``MemoryChunkStore`` in a dict
-for tests.
+``ChunkStore`` is the interface; ``DiskChunkStore`` keeps chunks durably on
+disk (a file per chunk, indexed in LevelDB; layout in
+``docs/specs/chunk-store.md``), ``MemoryChunkStore`` in a dict for tests.
 """
 
 from typing import TYPE_CHECKING
 
+from storenode.store.disk import FORMAT_VERSION, DiskChunkStore
 from storenode.store.errors import (
     CapacityExceededError,
     CapacityInvalidError,
@@ -23,7 +24,6 @@ from storenode.store.errors import (
     StoreUnrecognizedError,
     StoreVersionError,
 )
-from storenode.store.leveldb import FORMAT_VERSION, LevelDBChunkStore
 from storenode.store.memory import MemoryChunkStore
 from storenode.store.protocol import CHUNK_ID_SIZE, ChunkBytes, ChunkStore, ScrubReport
 
@@ -38,7 +38,7 @@ __all__ = [
     "ChunkMismatchError",
     "ChunkNotFoundError",
     "ChunkStore",
-    "LevelDBChunkStore",
+    "DiskChunkStore",
     "MemoryChunkStore",
     "ScrubReport",
     "StoreClosedError",
@@ -53,4 +53,4 @@ __all__ = [
 
 if TYPE_CHECKING:  # both stores satisfy the protocol (checked by mypy)
     _memory: type[ChunkStore] = MemoryChunkStore
-    _leveldb: type[ChunkStore] = LevelDBChunkStore
+    _disk: type[ChunkStore] = DiskChunkStore

@@ -1,4 +1,4 @@
-"""A chunk store in a dict, for tests. Same contract as the LevelDB store, minus durability."""
+"""A chunk store in a dict, for tests. Same contract as the disk store, minus durability."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import random
 import sys
 
 from storenode.coding.merkle import merkle_root
-from storenode.store.leveldb import LevelDBChunkStore
+from storenode.store.disk import DiskChunkStore
 
 MAX_CHUNK = 200_000
 _EDGE_SIZES = (16, 1023, 1024, 1025, 4096, 65_536)
@@ -41,7 +41,7 @@ def run(path: str, seed: int, capacity: int) -> None:
     held: list[int] = []
     n = 0
     out = sys.stdout
-    with LevelDBChunkStore(path, capacity=capacity) as store:
+    with DiskChunkStore(path, capacity=capacity) as store:
         while True:
             roll = rng.random()
             if roll < 0.15 and held:

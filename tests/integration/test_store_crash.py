@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from storenode.coding.merkle import merkle_root
-from storenode.store import LevelDBChunkStore
+from storenode.store import DiskChunkStore
 from storenode.testing.store_writer import chunk_bytes
 
 ROUNDS = 4
@@ -81,7 +81,7 @@ def test_killed_writer_loses_no_acknowledged_chunk(tmp_path: Path) -> None:
         in_flight = range(last + 1, last + 1 + MAX_IN_FLIGHT)
         may_hold.update(merkle_root(chunk_bytes(seed, k)) for k in in_flight)
 
-        with LevelDBChunkStore(path, capacity=CAPACITY) as store:
+        with DiskChunkStore(path, capacity=CAPACITY) as store:
             present = set(store.ids())
             missing = set(must_hold) - present
             assert not missing, f"{len(missing)} acknowledged chunks lost ({context})"

@@ -1,4 +1,4 @@
-"""The ChunkStore contract, run against the memory and the LevelDB store."""
+"""The ChunkStore contract, run against the memory and the disk store."""
 
 from __future__ import annotations
 

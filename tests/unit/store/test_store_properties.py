@@ -13,7 +13,7 @@ from storenode.coding.merkle import merkle_root
 from storenode.store import (
     CapacityExceededError,
     ChunkStore,
-    LevelDBChunkStore,
+    DiskChunkStore,
     MemoryChunkStore,
 )
 
@@ -73,7 +73,7 @@ def run_ops(ops: list[Op], path: Path | None) -> None:
     def fresh() -> ChunkStore:
         if path is None:
             return MemoryChunkStore(capacity=CAPACITY)
-        return LevelDBChunkStore(path, capacity=CAPACITY)
+        return DiskChunkStore(path, capacity=CAPACITY)
 
     store = fresh()
     model: dict[bytes, bytes] = {}
@@ -110,6 +110,6 @@ def test_memory_store_accounting_is_exact(ops: list[Op]) -> None:
 
 
 @given(ops=ops_strategy)
-def test_leveldb_store_accounting_is_exact_across_reopens(ops: list[Op]) -> None:
+def test_disk_store_accounting_is_exact_across_reopens(ops: list[Op]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_ops(ops, Path(tmp) / "s")

@@ -1,0 +1,446 @@
+"""The chunk store on disk: chunk bytes in files, the index in LevelDB (plyvel).
+
+Layout: ``docs/specs/chunk-store.md``. The store's directory is a LevelDB
+database (format version 2) holding the index, integers big endian::
+
+    cs/meta/version   u32 format version (2)
+    cs/meta/used      u64 sum of the sizes of the chunks held
+    cs/meta/count     u64 number of chunks held
+    cs/len/<id>       u64 size of chunk <id>; its presence means the chunk is held
+
+and a ``chunks/`` directory beside LevelDB's files, one file per chunk at
+``chunks/<first two hex digits>/<id in hex>``.
+
+A put writes each chunk to a ``.part`` file and syncs it, renames it into
+place, syncs the directories, then commits the index records and both
+counters in one write batch with ``sync=True``: a chunk is acknowledged only
+once its bytes and its record are durable, and after a crash the counters
+still match the records. Files without a record (a put or a delete cut short)
+are removed when the store opens. See docs/decisions/0011 for why chunk bytes
+left LevelDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, Final
+
+from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
+from storenode.store.errors import (
+    ChunkCorruptError,
+    ChunkNotFoundError,
+    StoreClosedError,
+    StoreCorruptError,
+    StoreIOError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreUnrecognizedError,
+    StoreVersionError,
+)
+from storenode.store.protocol import (
+    CHUNK_ID_SIZE,
+    ChunkBytes,
+    ScrubReport,
+    check_capacity,
+    check_fits,
+    check_id,
+    chunk_ok,
+    verified,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+V1_FORMAT_VERSION = 1
+V1_DATA_PREFIX = b"cs/data/"
+"""Format 1 kept each chunk's bytes in LevelDB under this prefix; opening such a
+store upgrades it to format 2."""
+VERSION_KEY = b"cs/meta/version"
+USED_KEY = b"cs/meta/used"
+COUNT_KEY = b"cs/meta/count"
+LEN_PREFIX = b"cs/len/"
+CHUNKS_DIR = "chunks"
+PART_SUFFIX = ".part"
+_ID_HEX_LEN: Final = 2 * 32
+_FANOUT: Final = tuple(f"{i:02x}" for i in range(256))
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+class DiskChunkStore(ClosingDatabase):
+    """Implements :class:`~storenode.store.protocol.ChunkStore` in a directory: an
+    index in LevelDB, each chunk's bytes in a file of its own.
+
+    ``path`` is created (with its parents) when ``create`` is true and nothing is
+    there. One process at a time may hold a store open (LevelDB's lock).
+    Thread-safe: index writes are serialized, chunk files are written and read
+    concurrently.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, capacity: int, create: bool = True) -> None:
+        self._capacity = check_capacity(capacity)
+        self._path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._closed = True
+        self._chunks = os.path.join(self._path, CHUNKS_DIR)
+        self._reserved = 0  # bytes of puts between their capacity check and their commit
+        self._from_v1 = False
+        self._db: Any = self._open(create)
+        try:
+            self._used, self._count = self._load_or_init()
+            self._prepare_chunk_dirs()
+            if self._from_v1:
+                self._upgrade_v1()
+            self._remove_unindexed_files()
+        except BaseException:
+            self._db.close()
+            raise
+        self._closed = False
+        if self._used > self._capacity:
+            log.warning(
+                "chunk store %s holds %d bytes, more than its capacity of %d: "
+                "no new chunks will be accepted until capacity is raised or chunks deleted",
+                self._path,
+                self._used,
+                self._capacity,
+            )
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def used_bytes(self) -> int:
+        self._check_open()
+        return self._used
+
+    @property
+    def free_bytes(self) -> int:
+        self._check_open()
+        return max(0, self._capacity - self._used)
+
+    @property
+    def chunk_count(self) -> int:
+        self._check_open()
+        return self._count
+
+    def put(self, chunk_id: bytes, data: ChunkBytes) -> None:
+        self.put_many([(chunk_id, data)])
+
+    def put_many(self, chunks: Iterable[tuple[bytes, ChunkBytes]]) -> None:
+        self._check_open()
+        batch = verified(chunks)
+        with self._lock, self._guard():
+            self._check_open()
+            new = {k: v for k, v in batch.items() if self._db.get(LEN_PREFIX + k) is None}
+            if not new:
+                return
+            needed = sum(len(v) for v in new.values())
+            check_fits(needed, self._used + self._reserved, self._capacity)
+            self._reserved += needed
+        parts: list[str] = []
+        try:
+            # The bytes go to disk outside the lock, so puts write in parallel.
+            for chunk_id, raw in new.items():
+                parts.append(self._write_part(chunk_id, raw))
+            with self._lock, self._guard():
+                self._check_open()
+                self._commit(new, parts)
+        except OSError as e:
+            raise StoreIOError(self._path, f"writing a chunk: {e.strerror or e}") from None
+        finally:
+            with self._lock:
+                self._reserved -= needed
+            for part in parts:  # those not renamed into place: a failure, or a concurrent put
+                _remove(part)
+
+    def _write_part(self, chunk_id: bytes, data: bytes) -> str:
+        """Write ``data`` durably to a fresh ``.part`` file beside the chunk's place."""
+        part = f"{self._file(chunk_id)}.{secrets.token_hex(4)}{PART_SUFFIX}"
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with memoryview(data) as view:
+                done = 0
+                while done < len(view):
+                    done += os.write(fd, view[done:])
+            os.fdatasync(fd)
+        except BaseException:
+            os.close(fd)
+            _remove(part)
+            raise
+        os.close(fd)
+        return part
+
+    def _commit(self, new: dict[bytes, bytes], parts: list[str]) -> None:
+        """Move the written chunks into place and record them (under the lock)."""
+        fresh = [
+            (chunk_id, part)
+            for chunk_id, part in zip(new, parts, strict=True)
+            if self._db.get(LEN_PREFIX + chunk_id) is None  # a concurrent put may have won
+        ]
+        if not fresh:
+            return
+        dirs = set()
+        for chunk_id, part in fresh:
+            final = self._file(chunk_id)
+            os.replace(part, final)
+            dirs.add(os.path.dirname(final))
+        for directory in dirs:
+            _sync_dir(directory)
+        added = sum(len(new[chunk_id]) for chunk_id, _ in fresh)
+        used, count = self._used + added, self._count + len(fresh)
+        wb = self._db.write_batch(sync=True)
+        for chunk_id, _ in fresh:
+            wb.put(LEN_PREFIX + chunk_id, _U64.pack(len(new[chunk_id])))
+        wb.put(USED_KEY, _U64.pack(used))
+        wb.put(COUNT_KEY, _U64.pack(count))
+        wb.write()
+        self._used, self._count = used, count
+
+    def get(self, chunk_id: bytes) -> bytes:
+        check_id(chunk_id)
+        self._check_open()
+        size = self._size(chunk_id)
+        if size is None:
+            raise ChunkNotFoundError(chunk_id)
+        try:
+            with open(self._file(chunk_id), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            if self._size(chunk_id) is None:  # deleted meanwhile
+                raise ChunkNotFoundError(chunk_id) from None
+            raise ChunkCorruptError(chunk_id, "its bytes are missing") from None
+        except OSError as e:
+            raise ChunkCorruptError(chunk_id, f"its file cannot be read ({e.strerror})") from e
+        if not chunk_ok(chunk_id, data, size):
+            raise ChunkCorruptError(chunk_id)
+        return data
+
+    def _size(self, chunk_id: bytes) -> int | None:
+        """The recorded size of a held chunk; None if it is not held."""
+        with self._guard():
+            raw: bytes | None = self._db.get(LEN_PREFIX + chunk_id)
+        return None if raw is None else self._u64(raw, "a chunk's size record")
+
+    def has(self, chunk_id: bytes) -> bool:
+        check_id(chunk_id)
+        self._check_open()
+        with self._guard():
+            return self._db.get(LEN_PREFIX + chunk_id) is not None
+
+    def delete(self, chunk_id: bytes) -> bool:
+        check_id(chunk_id)
+        with self._lock, self._guard():
+            self._check_open()
+            raw: bytes | None = self._db.get(LEN_PREFIX + chunk_id)
+            if raw is None:
+                return False
+            size = self._u64(raw, "a chunk's size record")
+            # Only tampering can make size exceed the counters; never go negative.
+            used, count = max(0, self._used - size), max(0, self._count - 1)
+            wb = self._db.write_batch(sync=True)
+            wb.delete(LEN_PREFIX + chunk_id)
+            wb.put(USED_KEY, _U64.pack(used))
+            wb.put(COUNT_KEY, _U64.pack(count))
+            wb.write()
+            self._used, self._count = used, count
+            # Once the record is gone the file is unreferenced; a crash before this
+            # line leaves it for the next open to remove.
+            _remove(self._file(chunk_id))
+            return True
+
+    def ids(self) -> Iterator[bytes]:
+        self._check_open()
+        return self._iter_ids()
+
+    def _iter_ids(self) -> Iterator[bytes]:
+        with self._guard(), self._db.snapshot() as snap:
+            it = snap.iterator(prefix=LEN_PREFIX, include_value=False)
+            with it:
+                for key in it:
+                    yield self._id_of(key)
+
+    def scrub(self) -> ScrubReport:
+        self._check_open()
+        corrupt: list[bytes] = []
+        checked = total = 0
+        with self._guard(), self._db.snapshot() as snap:
+            used = self._u64(snap.get(USED_KEY), "the used-bytes counter")
+            count = self._u64(snap.get(COUNT_KEY), "the chunk counter")
+            with snap.iterator(prefix=LEN_PREFIX) as it:
+                for key, value in it:
+                    chunk_id = self._id_of(key)
+                    size = _U64.unpack(value)[0] if len(value) == _U64.size else -1
+                    try:
+                        with open(self._file(chunk_id), "rb") as f:
+                            data: bytes | None = f.read()
+                    except OSError:
+                        data = None
+                    if not chunk_ok(chunk_id, data, size):
+                        corrupt.append(chunk_id)
+                    checked += 1
+                    total += max(size, 0)
+        ok = total == used and checked == count
+        return ScrubReport(checked, total, tuple(corrupt), accounting_ok=ok)
+
+    def __repr__(self) -> str:
+        return f"DiskChunkStore({self._path!r}, capacity={self._capacity})"
+
+    # -- opening ---------------------------------------------------------------
+
+    def _open(self, create: bool) -> Any:
+        return open_leveldb(self._path, create=create, errors=_OPEN_ERRORS)
+
+    def _load_or_init(self) -> tuple[int, int]:
+        with self._guard():
+            raw: bytes | None = self._db.get(VERSION_KEY)
+            if raw is None:
+                with self._db.iterator(include_value=False) as it:
+                    if next(it, None) is not None:
+                        raise StoreUnrecognizedError(
+                            self._path, "a LevelDB database without a chunk-store version"
+                        )
+                wb = self._db.write_batch(sync=True)
+                wb.put(VERSION_KEY, _U32.pack(FORMAT_VERSION))
+                wb.put(USED_KEY, _U64.pack(0))
+                wb.put(COUNT_KEY, _U64.pack(0))
+                wb.write()
+                return 0, 0
+            if len(raw) != _U32.size:
+                raise StoreCorruptError(self._path, f"version record of {len(raw)} bytes")
+            (version,) = _U32.unpack(raw)
+            if version not in (V1_FORMAT_VERSION, FORMAT_VERSION):
+                raise StoreVersionError(self._path, version, FORMAT_VERSION)
+            self._from_v1 = version == V1_FORMAT_VERSION
+            used = self._u64(self._db.get(USED_KEY), "the used-bytes counter")
+            count = self._u64(self._db.get(COUNT_KEY), "the chunk counter")
+            return used, count
+
+    def _upgrade_v1(self) -> None:
+        """Move the chunk bytes of a format-1 store (``cs/data/<id>`` records) into
+        files, then drop those records and write version 2 in one batch. A crash
+        before that batch leaves a version-1 store, upgraded again at the next open."""
+        log.info("chunk store %s: upgrading format 1 to 2 (chunk bytes to files)", self._path)
+        moved = 0
+        with self._guard():
+            with self._db.iterator(prefix=V1_DATA_PREFIX) as it:
+                for key, value in it:
+                    chunk_id = key[len(V1_DATA_PREFIX) :]
+                    if len(chunk_id) != CHUNK_ID_SIZE:
+                        raise StoreCorruptError(self._path, f"malformed key {key!r}")
+                    os.replace(self._write_part(chunk_id, value), self._file(chunk_id))
+                    moved += 1
+            for name in _FANOUT:
+                _sync_dir(os.path.join(self._chunks, name))
+            wb = self._db.write_batch(sync=True)
+            with self._db.iterator(prefix=V1_DATA_PREFIX, include_value=False) as it:
+                for key in it:
+                    wb.delete(key)
+            wb.put(VERSION_KEY, _U32.pack(FORMAT_VERSION))
+            wb.write()
+        self._from_v1 = False
+        log.info("chunk store %s: upgraded, %d chunks moved to files", self._path, moved)
+
+    def _prepare_chunk_dirs(self) -> None:
+        """Create ``chunks/00`` .. ``chunks/ff`` once, so a put never creates a directory."""
+        created = False
+        for name in (None, *_FANOUT):
+            directory = self._chunks if name is None else os.path.join(self._chunks, name)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, exist_ok=True)
+                created = True
+        if created:
+            _sync_dir(self._chunks)
+            _sync_dir(self._path)
+
+    def _remove_unindexed_files(self) -> None:
+        """Remove what a crash left behind: ``.part`` files, and chunk files whose
+        record was never committed or already deleted."""
+        removed = 0
+        with self._guard():
+            for name in _FANOUT:
+                directory = os.path.join(self._chunks, name)
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(PART_SUFFIX) or not self._indexed(entry.name):
+                            _remove(entry.path)
+                            removed += 1
+        if removed:
+            log.info("chunk store %s: removed %d unfinished or orphaned files", self._path, removed)
+
+    def _indexed(self, name: str) -> bool:
+        if len(name) != _ID_HEX_LEN:
+            return True  # not a file of ours: leave it alone
+        try:
+            chunk_id = bytes.fromhex(name)
+        except ValueError:
+            return True
+        return self._db.get(LEN_PREFIX + chunk_id) is not None
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _file(self, chunk_id: bytes) -> str:
+        name = chunk_id.hex()
+        return os.path.join(self._chunks, name[:2], name)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError()
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate plyvel's errors into store errors."""
+        try:
+            with translated(self._path, _OPEN_ERRORS):
+                yield
+        except RuntimeError as e:
+            # plyvel raises RuntimeError when the database was closed under us.
+            if self._closed:
+                raise StoreClosedError() from e
+            raise
+
+    def _u64(self, raw: bytes | None, what: str) -> int:
+        if raw is None or len(raw) != _U64.size:
+            raise StoreCorruptError(self._path, f"{what} is missing or malformed")
+        value: int = _U64.unpack(raw)[0]
+        return value
+
+    def _id_of(self, key: bytes) -> bytes:
+        chunk_id = key[len(LEN_PREFIX) :]
+        if len(chunk_id) != CHUNK_ID_SIZE:
+            raise StoreCorruptError(self._path, f"malformed key {key!r}")
+        return chunk_id
+
+
+def _sync_dir(path: str) -> None:
+    """Make the directory's entries (files created, renamed, removed) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+_OPEN_ERRORS = OpenErrors(
+    not_found=StoreNotFoundError,
+    unrecognized=StoreUnrecognizedError,
+    corrupt=StoreCorruptError,
+    locked=StoreLockedError,
+    io=StoreIOError,
+)

@@ -1,0 +1,296 @@
+"""What only the disk store does: persist, keep the documented layout, clean up after a
+crash, refuse strangers."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import plyvel
+import pytest
+
+from storenode.coding.merkle import merkle_root
+from storenode.store import (
+    CapacityExceededError,
+    ChunkCorruptError,
+    DiskChunkStore,
+    StoreCorruptError,
+    StoreIOError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreUnrecognizedError,
+    StoreVersionError,
+)
+
+
+def chunk(n: int, size: int = 3000) -> tuple[bytes, bytes]:
+    data = (n.to_bytes(4, "big") * (size // 4 + 1))[:size]
+    return merkle_root(data), data
+
+
+def raw_db(path: Path) -> plyvel.DB:
+    return plyvel.DB(str(path))
+
+
+def chunk_file(store_path: Path, chunk_id: bytes) -> Path:
+    name = chunk_id.hex()
+    return store_path / "chunks" / name[:2] / name
+
+
+def files_under(store_path: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(store_path)) for p in (store_path / "chunks").rglob("*") if p.is_file()
+    )
+
+
+def test_chunks_and_used_bytes_survive_reopen(tmp_path: Path) -> None:
+    chunks = [chunk(n, 1000 * (n + 1)) for n in range(4)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many(chunks[:3])
+        store.put(*chunks[3])
+        store.delete(chunks[0][0])
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        assert store.used_bytes == 2000 + 3000 + 4000
+        assert store.chunk_count == 3
+        assert sorted(store.ids()) == sorted(cid for cid, _ in chunks[1:])
+        for cid, data in chunks[1:]:
+            assert store.get(cid) == data
+        assert store.scrub().clean
+
+
+def test_raw_layout_matches_the_spec(tmp_path: Path) -> None:
+    (a, da), (b, db_) = chunk(1, 1500), chunk(2, 10)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many([(a, da), (b, db_)])
+    db = raw_db(tmp_path / "s")
+    try:
+        assert dict(db.iterator()) == {
+            b"cs/meta/version": b"\x00\x00\x00\x02",
+            b"cs/meta/used": struct.pack(">Q", 1510),
+            b"cs/meta/count": struct.pack(">Q", 2),
+            b"cs/len/" + a: struct.pack(">Q", 1500),
+            b"cs/len/" + b: struct.pack(">Q", 10),
+        }
+    finally:
+        db.close()
+    assert chunk_file(tmp_path / "s", a).read_bytes() == da
+    assert chunk_file(tmp_path / "s", b).read_bytes() == db_
+    assert files_under(tmp_path / "s") == sorted(f"chunks/{c.hex()[:2]}/{c.hex()}" for c in (a, b))
+    assert len(list((tmp_path / "s" / "chunks").iterdir())) == 256
+
+
+def test_a_delete_removes_the_file(tmp_path: Path) -> None:
+    (a, da), (b, db_) = chunk(1), chunk(2)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many([(a, da), (b, db_)])
+        assert store.delete(a)
+        assert files_under(tmp_path / "s") == [f"chunks/{b.hex()[:2]}/{b.hex()}"]
+
+
+def test_what_a_crash_leaves_behind_is_removed_on_open(tmp_path: Path) -> None:
+    """A ``.part`` file (a put cut short before its rename) and a chunk file with no
+    record (cut short before its commit, or a delete before its unlink) are
+    removed; files that are not the store's are left alone."""
+    (held, data), (orphan, orphan_data) = chunk(1), chunk(2)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(held, data)
+    part = chunk_file(tmp_path / "s", orphan).with_name(orphan.hex() + ".1a2b3c4d.part")
+    part.write_bytes(orphan_data[:100])
+    chunk_file(tmp_path / "s", orphan).write_bytes(orphan_data)
+    notes = tmp_path / "s" / "chunks" / "00" / "README"
+    notes.write_text("an operator's note")
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        assert not part.exists()
+        assert not chunk_file(tmp_path / "s", orphan).exists()
+        assert notes.exists()
+        assert not store.has(orphan)
+        assert store.get(held) == data
+        assert (store.used_bytes, store.chunk_count) == (len(data), 1)
+        store.put(orphan, orphan_data)  # and it can be put properly afterwards
+        assert store.get(orphan) == orphan_data
+
+
+def test_a_failed_write_leaves_no_file_and_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk mid-put: a typed error, nothing half-written, the held chunk intact."""
+    (held, data), (new, new_data) = chunk(1), chunk(2)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(held, data)
+
+        def full(fd: int, _data: object) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        with monkeypatch.context() as m:
+            m.setattr(os, "write", full)
+            with pytest.raises(StoreIOError, match="No space left"):
+                store.put(new, new_data)
+        assert not store.has(new)
+        assert files_under(tmp_path / "s") == [f"chunks/{held.hex()[:2]}/{held.hex()}"]
+        assert (store.used_bytes, store.chunk_count) == (len(data), 1)
+        assert store.free_bytes == (1 << 20) - len(data)  # the reservation was returned
+        assert store.get(held) == data
+        store.put(new, new_data)
+        assert store.get(new) == new_data
+
+
+def test_concurrent_puts_of_the_same_chunks_store_each_once(tmp_path: Path) -> None:
+    chunks = [chunk(n, 5000) for n in range(24)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            for future in [pool.submit(store.put_many, chunks[i % 3 :: 3]) for i in range(12)]:
+                future.result()
+        assert (store.chunk_count, store.used_bytes) == (24, 24 * 5000)
+        assert len(files_under(tmp_path / "s")) == 24
+        assert store.scrub().clean
+
+
+def test_capacity_counts_puts_still_being_written(tmp_path: Path) -> None:
+    """Two puts racing for the last free bytes: one is refused, never both accepted."""
+    a, b = chunk(1, 6000), chunk(2, 6000)
+    with DiskChunkStore(tmp_path / "s", capacity=10_000) as store:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = [pool.submit(store.put, *c) for c in (a, b)]
+            outcomes = [f.exception() for f in results]
+        assert sum(isinstance(e, CapacityExceededError) for e in outcomes) == 1
+        assert store.chunk_count == 1 and store.used_bytes == 6000
+
+
+def test_a_format_1_store_is_upgraded_in_place_on_open(tmp_path: Path) -> None:
+    """Format 1 kept chunk bytes in LevelDB (``cs/data/<id>``); opening it moves
+    them to files and keeps every chunk and counter."""
+    chunks = [chunk(n, 700 * (n + 1)) for n in range(3)]
+    db = plyvel.DB(str(tmp_path / "s"), create_if_missing=True)
+    db.put(b"cs/meta/version", struct.pack(">I", 1))
+    db.put(b"cs/meta/used", struct.pack(">Q", sum(len(d) for _, d in chunks)))
+    db.put(b"cs/meta/count", struct.pack(">Q", len(chunks)))
+    for cid, data in chunks:
+        db.put(b"cs/len/" + cid, struct.pack(">Q", len(data)))
+        db.put(b"cs/data/" + cid, data)
+    db.close()
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        assert store.chunk_count == 3
+        for cid, data in chunks:
+            assert store.get(cid) == data
+        assert store.scrub().clean
+    db = raw_db(tmp_path / "s")
+    try:
+        assert db.get(b"cs/meta/version") == struct.pack(">I", 2)
+        assert list(db.iterator(prefix=b"cs/data/")) == []
+    finally:
+        db.close()
+    assert len(files_under(tmp_path / "s")) == 3
+
+
+def test_a_new_store_is_created_with_parents(tmp_path: Path) -> None:
+    with DiskChunkStore(tmp_path / "a" / "b", capacity=10) as store:
+        assert (store.used_bytes, store.free_bytes, store.capacity) == (0, 10, 10)
+
+
+def test_missing_store_is_not_created_unless_asked(tmp_path: Path) -> None:
+    with pytest.raises(StoreNotFoundError):
+        DiskChunkStore(tmp_path / "nope", capacity=10, create=False)
+    assert not (tmp_path / "nope").exists()
+    DiskChunkStore(tmp_path / "yes", capacity=10).close()
+    DiskChunkStore(tmp_path / "yes", capacity=10, create=False).close()
+
+
+def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    DiskChunkStore(tmp_path / "s", capacity=10).close()
+    db = raw_db(tmp_path / "s")
+    db.put(b"cs/meta/version", struct.pack(">I", 3))
+    db.close()
+    with pytest.raises(StoreVersionError) as err:
+        DiskChunkStore(tmp_path / "s", capacity=10)
+    assert (err.value.found, err.value.supported) == (3, 2)
+    # The refused open released the database: it can be opened again.
+    raw_db(tmp_path / "s").close()
+
+
+def test_a_file_is_not_a_store(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"hello")
+    with pytest.raises(StoreUnrecognizedError):
+        DiskChunkStore(tmp_path / "f", capacity=10)
+
+
+def test_a_directory_of_other_files_is_not_a_store(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    with pytest.raises(StoreUnrecognizedError, match="not a storenode chunk store"):
+        DiskChunkStore(tmp_path / "d", capacity=10)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["notes.txt"]
+
+
+def test_another_leveldb_database_is_not_a_store(tmp_path: Path) -> None:
+    db = plyvel.DB(str(tmp_path / "other"), create_if_missing=True)
+    db.put(b"ledger/x", b"y")
+    db.close()
+    with pytest.raises(StoreUnrecognizedError):
+        DiskChunkStore(tmp_path / "other", capacity=10)
+
+
+def test_second_open_of_the_same_store_is_refused(tmp_path: Path) -> None:
+    with (
+        DiskChunkStore(tmp_path / "s", capacity=10),
+        pytest.raises(StoreLockedError, match="stop that node first"),
+    ):
+        DiskChunkStore(tmp_path / "s", capacity=10)
+
+
+def test_damaged_counter_is_reported_on_open(tmp_path: Path) -> None:
+    DiskChunkStore(tmp_path / "s", capacity=10).close()
+    db = raw_db(tmp_path / "s")
+    db.put(b"cs/meta/used", b"\x01")
+    db.close()
+    with pytest.raises(StoreCorruptError, match="used-bytes counter"):
+        DiskChunkStore(tmp_path / "s", capacity=10)
+
+
+def test_scrub_notices_counters_that_disagree_with_the_chunks(tmp_path: Path) -> None:
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(*chunk(1))
+    db = raw_db(tmp_path / "s")
+    db.put(b"cs/meta/used", struct.pack(">Q", 1))
+    db.close()
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        report = store.scrub()
+    assert report.corrupt == ()
+    assert not report.accounting_ok
+
+
+def test_chunk_whose_bytes_were_lost_is_corrupt_not_absent(tmp_path: Path) -> None:
+    cid, data = chunk(1)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+    chunk_file(tmp_path / "s", cid).unlink()
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        assert store.has(cid)
+        with pytest.raises(ChunkCorruptError, match="missing"):
+            store.get(cid)
+        assert store.scrub().corrupt == (cid,)
+        assert store.delete(cid)
+        assert store.used_bytes == 0
+
+
+def test_store_over_a_lowered_capacity_still_serves_but_accepts_nothing_new(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    held, new = chunk(1, 4000), chunk(2, 10)
+    with DiskChunkStore(tmp_path / "s", capacity=10_000) as store:
+        store.put(*held)
+    with (
+        caplog.at_level(logging.WARNING),
+        DiskChunkStore(tmp_path / "s", capacity=1000) as store,
+    ):
+        assert "more than its capacity" in caplog.text
+        assert (store.used_bytes, store.free_bytes) == (4000, 0)
+        assert store.get(held[0]) == held[1]
+        store.put(*held)
+        with pytest.raises(CapacityExceededError):
+            store.put(*new)
+        store.delete(held[0])
+        store.put(*new)
