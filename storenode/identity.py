@@ -9,6 +9,9 @@
 
 Signatures are always over a domain-separated message (:func:`signing_message`)
 so that a signature made for one purpose can never be replayed for another.
+
+Ed25519 is OpenSSL's, through ``cryptography`` (docs/decisions/0010); keccak256
+stays pycryptodome's, since OpenSSL has SHA3-256 but not Keccak-256.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from Crypto.Hash import keccak
-from Crypto.PublicKey import ECC
-from Crypto.Signature import eddsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 SEED_SIZE = 32
 ID_SIZE = 20
+
+# Ed25519's field prime and curve constant d (RFC 8032, 5.1), for key decoding.
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
 
 
 class IdentityError(Exception):
@@ -70,25 +77,67 @@ def _check_public(public_key: bytes) -> None:
         raise KeyInvalidError(f"an Ed25519 public key is 32 bytes, not {len(public_key)}")
 
 
+# -- verification ------------------------------------------------------------------
+#
+# Every node must accept and reject exactly the same signatures (the ledger is
+# consensus-critical), so what is accepted is pinned down here, not left to a
+# library. A signature is accepted only if both RFC 8032 verifiers this project
+# has used would accept it (docs/decisions/0010):
+#
+# * OpenSSL checks the cofactorless equation [S]B = R + [k]A, requires S < L and
+#   compares R byte for byte with the canonical encoding of [S]B - [k]A.
+#   pycryptodome checks the cofactored [8S]B = [8]R + [8k]A, which also accepts
+#   signatures whose R or A has a small-order component; OpenSSL's answer is
+#   the stricter one, and it is the one taken.
+# * OpenSSL decodes A leniently: y is reduced mod p (so y >= p is accepted, e.g.
+#   0xee ff .. ff 7f is the identity point), and x = 0 with the sign bit set is
+#   taken for x = 0. pycryptodome rejects both, as RFC 8032 5.1.3 says, and so
+#   do we (:func:`_verifier`), before OpenSSL sees the key.
+
+
+def _is_canonical(public_key: bytes) -> bool:
+    """RFC 8032 5.1.3's checks that OpenSSL skips: y < p, and no sign bit on x = 0
+    (x = 0 exactly when y = 1 or y = p - 1)."""
+    n = int.from_bytes(public_key, "little")
+    y, x_sign = n & ((1 << 255) - 1), n >> 255
+    return y < _P and not (x_sign and y in (1, _P - 1))
+
+
+def _is_on_curve(public_key: bytes) -> bool:
+    """Whether the encoded y has an x on the curve: x^2 = (y^2 - 1) / (d y^2 + 1)
+    must be a square mod p (Euler's criterion). ~0.1 ms of Python: only run to
+    tell a bad key from a bad signature once OpenSSL has rejected the pair."""
+    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    x2 = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    return x2 == 0 or pow(x2, (_P - 1) // 2, _P) == 1
+
+
 @lru_cache(maxsize=4096)
-def _verifier(public_key: bytes) -> eddsa.EdDSASigScheme:
+def _verifier(public_key: bytes) -> Ed25519PublicKey:
+    if not _is_canonical(public_key):
+        raise KeyInvalidError("not an Ed25519 public key: a non-canonical encoding")
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def _verify_message(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """RFC 8032 verification of ``message`` itself (no signing domain)."""
+    _check_public(public_key)
+    if len(signature) != SIGNATURE_SIZE:
+        raise SignatureInvalidError(f"a signature is 64 bytes, not {len(signature)}")
     try:
-        return eddsa.new(eddsa.import_public_key(public_key), "rfc8032")
-    except ValueError as e:
-        raise KeyInvalidError(f"not an Ed25519 public key: {e}") from None
+        _verifier(public_key).verify(signature, message)
+    except InvalidSignature:
+        # OpenSSL rejects a key that is not a point the same way as a bad signature.
+        if not _is_on_curve(public_key):
+            raise KeyInvalidError("not an Ed25519 public key: not a point of the curve") from None
+        raise SignatureInvalidError("the signature does not verify under that key") from None
 
 
 def verify(public_key: bytes, domain: bytes, payload: bytes, signature: bytes) -> None:
     """Raise :class:`SignatureInvalidError` unless ``signature`` is ``public_key``'s
-    signature of ``payload`` in ``domain``."""
-    _check_public(public_key)
-    if len(signature) != SIGNATURE_SIZE:
-        raise SignatureInvalidError(f"a signature is 64 bytes, not {len(signature)}")
-    verifier = _verifier(public_key)  # KeyInvalidError for a point not on the curve
-    try:
-        verifier.verify(signing_message(domain, payload), signature)
-    except ValueError:
-        raise SignatureInvalidError("the signature does not verify under that key") from None
+    signature of ``payload`` in ``domain``; :class:`KeyInvalidError` if
+    ``public_key`` is not an Ed25519 public key."""
+    _verify_message(public_key, signing_message(domain, payload), signature)
 
 
 def is_valid_signature(public_key: bytes, domain: bytes, payload: bytes, signature: bytes) -> bool:
@@ -99,13 +148,16 @@ def is_valid_signature(public_key: bytes, domain: bytes, payload: bytes, signatu
     return True
 
 
+# -- signing -----------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Identity:
     """A private Ed25519 key with its public key, address and node id."""
 
     seed: bytes = field(repr=False)
     public_key: bytes
-    _signer: eddsa.EdDSASigScheme = field(repr=False, compare=False)
+    _signer: Ed25519PrivateKey = field(repr=False, compare=False)
 
     @classmethod
     def generate(cls) -> Identity:
@@ -115,9 +167,8 @@ class Identity:
     def from_seed(cls, seed: bytes) -> Identity:
         if len(seed) != SEED_SIZE:
             raise KeyInvalidError(f"an Ed25519 seed is 32 bytes, not {len(seed)}")
-        key = ECC.construct(curve="Ed25519", seed=seed)
-        public = key.public_key().export_key(format="raw")
-        return cls(seed, bytes(public), eddsa.new(key, "rfc8032"))
+        signer = Ed25519PrivateKey.from_private_bytes(bytes(seed))
+        return cls(bytes(seed), signer.public_key().public_bytes_raw(), signer)
 
     @property
     def address(self) -> bytes:
@@ -128,4 +179,8 @@ class Identity:
         return dht_id(self.public_key)
 
     def sign(self, domain: bytes, payload: bytes) -> bytes:
-        return bytes(self._signer.sign(signing_message(domain, payload)))
+        return self._sign_message(signing_message(domain, payload))
+
+    def _sign_message(self, message: bytes) -> bytes:
+        """RFC 8032 signature of ``message`` itself (no signing domain)."""
+        return self._signer.sign(message)

@@ -11,8 +11,8 @@ The three objects of the spec, section 5, with the spec's names in snake case:
 
 Nothing here reads a clock or draws randomness: the static and ephemeral X25519
 private keys are arguments (the caller draws them, e.g. ``os.urandom(32)``), so
-the published test vectors replay byte for byte. X25519 is pycryptodome's,
-AES-256-GCM OpenSSL's (through ``cryptography``), SHA-256 and HMAC hashlib's.
+the published test vectors replay byte for byte. X25519 and AES-256-GCM are
+OpenSSL's (through ``cryptography``), SHA-256 and HMAC hashlib's.
 
 Errors: a handshake message that is truncated, fails authentication or carries
 an invalid X25519 key raises :class:`HandshakeError`; a transport ciphertext that
@@ -27,9 +27,8 @@ import hmac
 from functools import lru_cache
 from typing import Final
 
-from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
-from Crypto.PublicKey.ECC import EccKey
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storenode.wire.errors import ConnectionStateError, FrameDecryptError, HandshakeError
@@ -56,37 +55,36 @@ Buffer = bytes | bytearray | memoryview
 # -- primitives ------------------------------------------------------------------
 
 
+def _import_private(private_key: bytes) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(bytes(private_key))
+
+
 def x25519_public_key(private_key: bytes) -> bytes:
     """The X25519 public key (RFC 7748) of a 32-byte private key (clamped as RFC 7748 says)."""
     if len(private_key) != DHLEN:
         raise ValueError(f"an X25519 private key is 32 bytes, not {len(private_key)}")
-    key = import_x25519_private_key(bytes(private_key))
-    return bytes(key.public_key().export_key(format="raw"))
+    return _import_private(private_key).public_key().public_bytes_raw()
 
 
-def x25519(private_key: bytes | EccKey, public_key: bytes) -> bytes:
-    """DH(private, public) of the spec; a public key of small order or otherwise
-    invalid (rejected by pycryptodome) raises :class:`HandshakeError`.
+def x25519(private_key: bytes | X25519PrivateKey, public_key: bytes) -> bytes:
+    """DH(private, public) of the spec. A public key of small order (the shared
+    secret would be all zeros, which OpenSSL refuses, as RFC 7748 section 6.1
+    allows) raises :class:`HandshakeError`.
 
     ``private_key`` may be an already imported key: importing costs a scalar
     multiplication, as much as the agreement itself."""
-    if not isinstance(private_key, EccKey):
-        private_key = import_x25519_private_key(bytes(private_key))
+    if not isinstance(private_key, X25519PrivateKey):
+        private_key = _import_private(private_key)
     try:
-        secret = key_agreement(
-            static_priv=private_key,
-            static_pub=import_x25519_public_key(bytes(public_key)),
-            kdf=bytes,
-        )
+        return private_key.exchange(X25519PublicKey.from_public_bytes(bytes(public_key)))
     except ValueError as e:
         raise HandshakeError(f"the peer sent an invalid X25519 public key: {e}") from None
-    return secret
 
 
 @lru_cache(maxsize=16)
-def _static_key(private_key: bytes) -> EccKey:
+def _static_key(private_key: bytes) -> X25519PrivateKey:
     """A node's static key, imported once per process."""
-    return import_x25519_private_key(private_key)
+    return _import_private(private_key)
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -293,9 +291,9 @@ class HandshakeState:
         if len(static) != DHLEN or len(ephemeral) != DHLEN:
             raise ValueError("X25519 private keys are 32 bytes")
         self._s = _static_key(bytes(static))
-        self._s_public = bytes(self._s.public_key().export_key(format="raw"))
-        self._e = import_x25519_private_key(bytes(ephemeral))
-        self._e_public = bytes(self._e.public_key().export_key(format="raw"))
+        self._s_public = self._s.public_key().public_bytes_raw()
+        self._e = _import_private(ephemeral)
+        self._e_public = self._e.public_key().public_bytes_raw()
         self._re: bytes | None = None
         self._rs: bytes | None = None
         self._symmetric = SymmetricState(PROTOCOL_NAME)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from Crypto.Cipher import AES
 from Crypto.Hash import SHA256
+from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 from Crypto.Protocol.KDF import HKDF
 from hypothesis import given
 from hypothesis import strategies as st
@@ -100,10 +101,51 @@ def test_x25519_matches_rfc7748_section_6_1() -> None:
     assert x25519(bob, alice_public).hex() == shared
 
 
-@pytest.mark.parametrize("public", [bytes(32), (1).to_bytes(32, "little")])
+_P = 2**255 - 19
+#: The u-coordinates of the points of small order of Curve25519 and its twist
+#: (cr.yp.to/ecdh.html), also as u + p where that fits in 255 bits, each also
+#: with the high bit set (which X25519 ignores): the shared secret is all zeros.
+SMALL_ORDER_PUBLIC_KEYS = [
+    (u | high << 255).to_bytes(32, "little")
+    for u in [
+        0,
+        1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+        _P - 1,
+        _P,
+        _P + 1,
+    ]
+    for high in (0, 1)
+]
+
+
+@pytest.mark.parametrize("public", SMALL_ORDER_PUBLIC_KEYS, ids=lambda k: k.hex()[:8])
 def test_x25519_with_a_small_order_public_key_is_a_handshake_error(public: bytes) -> None:
     with pytest.raises(HandshakeError):
         x25519(bytes(range(32)), public)
+
+
+@given(
+    private=st.binary(min_size=32, max_size=32),
+    public=st.binary(min_size=32, max_size=32) | st.sampled_from(SMALL_ORDER_PUBLIC_KEYS),
+)
+def test_x25519_agrees_with_pycryptodome(private: bytes, public: bytes) -> None:
+    """OpenSSL computes what pycryptodome (the project's X25519 before decision
+    0010) computed, and refuses the same peer keys."""
+    pycryptodome_private = import_x25519_private_key(private)
+    assert x25519_public_key(private) == pycryptodome_private.public_key().export_key(format="raw")
+    try:
+        expected = key_agreement(
+            static_priv=pycryptodome_private,
+            static_pub=import_x25519_public_key(public),
+            kdf=bytes,
+        )
+    except ValueError:
+        with pytest.raises(HandshakeError):
+            x25519(private, public)
+    else:
+        assert x25519(private, public) == expected
 
 
 @given(ck=st.binary(min_size=32, max_size=32), ikm=st.binary(max_size=64))
