@@ -111,7 +111,7 @@ class Publisher:
         self.clock = clock
         self.saver = JournalSaver(journals)
         coding = trio.CapacityLimiter(1)
-        self._coding = coding
+        self.coding_limiter = coding
         rng = rng if rng is not None else random.SystemRandom()
         self.contracting = Contracting(rpc, dht, ledger, identity, genesis, self.saver, rng)
         self.transactions = Transactions(ledger, identity, genesis, self.saver, clock=clock)
@@ -123,9 +123,21 @@ class Publisher:
         """Publish one work (see the module docstring), or find it already published."""
         progress = progress if progress is not None else NoProgress()
         with _mapped(file.path) as data:
-            progress.phase(file, "fingerprint", 0)
-            cid = await trio.to_thread.run_sync(keccak256, data)
-            work = await self._prepare(file, data, cid, options, progress)
+            # The fingerprint (keccak256 releases the GIL) and the coding pass
+            # (SHA-256 of 1 KiB segments, which does not) run on both cores at
+            # once. Whether the coding is needed is known only from the
+            # fingerprint: when it is not (a journal to resume, a work already
+            # registered), it is cancelled.
+            progress.phase(file, "fingerprint and coding", data.nbytes)
+            try:
+                async with trio.open_nursery() as nursery:
+                    coding = _CodingPass(self, data, options, progress)
+                    nursery.start_soon(coding.run)
+                    cid = await trio.to_thread.run_sync(keccak256, data)
+                    work = await self._prepare(file, data, cid, options, progress, coding)
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise single(group) from None
             if isinstance(work, WorkResult):
                 progress.finish(work)
                 return work
@@ -140,6 +152,7 @@ class Publisher:
         cid: bytes,
         options: PublishOptions,
         progress: Progress,
+        coding: _CodingPass,
     ) -> Work | WorkResult:
         entry = (await self.ledger.call_work(cid)).work
         if entry is not None and entry.owner != self.identity.address:
@@ -151,7 +164,7 @@ class Publisher:
         if loaded is None:
             if entry is not None:
                 return _published_elsewhere(file, cid, data.nbytes, entry)
-            journal, raw = await self._code(file, data, cid, options, progress)
+            journal, raw = await self._code(file, data, cid, options, coding)
         else:
             journal, raw = loaded
         if entry is not None and entry.manifest_hash.hex() != journal.manifest_hash:
@@ -180,22 +193,12 @@ class Publisher:
         data: memoryview,
         cid: bytes,
         options: PublishOptions,
-        progress: Progress,
+        coding: _CodingPass,
     ) -> tuple[Journal, bytes]:
         k, n, length = options.k, options.n, data.nbytes
         stripe_size = stripe_size_for(k, length=length)
-        batch = max(1, CODING_BATCH // stripe_size) * stripe_size
-        progress.phase(file, "coding", length)
-        entries: list[StripeEntry] = []
-
-        def code(start: int) -> list[StripeEntry]:
-            piece = data[start : start + batch]
-            return [e for e, _ in encode_stripes(piece, k=k, n=n, stripe_size=stripe_size)]
-
         try:
-            for start in range(0, length, batch):
-                entries += await trio.to_thread.run_sync(code, start, limiter=self._coding)
-                progress.advance(min(batch, length - start))
+            entries = await coding.entries()
             manifest = sign_manifest(
                 self.identity,
                 cid=cid,
@@ -340,6 +343,52 @@ def _mapped(path: Path) -> Iterator[memoryview]:
 
 
 # -- the transient node ----------------------------------------------------------------------
+
+
+class _CodingPass:
+    """The coding pass of a work, run while its fingerprint is computed: each
+    stripe coded and its shards' chunk ids (Merkle roots) and stripe hash kept,
+    a batch of stripes at a time in a worker thread. The shards themselves are
+    dropped (the upload codes them again), so memory stays bounded."""
+
+    def __init__(
+        self, publisher: Publisher, data: memoryview, options: PublishOptions, progress: Progress
+    ) -> None:
+        self._publisher = publisher
+        self._data = data
+        self._options = options
+        self._progress = progress
+        self._entries: list[StripeEntry] = []
+        self._failure: BaseException | None = None
+        self._done = trio.Event()
+
+    async def run(self) -> None:
+        k, n, data = self._options.k, self._options.n, self._data
+        length = data.nbytes
+        stripe_size = stripe_size_for(k, length=length)
+        batch = max(1, CODING_BATCH // stripe_size) * stripe_size
+
+        def code(start: int) -> list[StripeEntry]:
+            piece = data[start : start + batch]
+            return [e for e, _ in encode_stripes(piece, k=k, n=n, stripe_size=stripe_size)]
+
+        try:
+            for start in range(0, length, batch):
+                self._entries += await trio.to_thread.run_sync(
+                    code, start, limiter=self._publisher.coding_limiter
+                )
+                self._progress.advance(min(batch, length - start))
+        except ManifestError as exc:  # the work cannot be coded so (k, n, size)
+            self._failure = exc
+        finally:
+            self._done.set()
+
+    async def entries(self) -> list[StripeEntry]:
+        """The stripes' entries, once the pass is done."""
+        await self._done.wait()
+        if self._failure is not None:
+            raise self._failure
+        return self._entries
 
 
 @asynccontextmanager
