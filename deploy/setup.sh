@@ -32,4 +32,8 @@ if ! { "$venv/bin/python" -m pip install -q --upgrade pip \
     echo "setup: installing storenode into $venv failed (log above, kept in $log)" >&2
     exit 1
 fi
+# An editable install leaves storenode's own modules uncompiled, and where
+# PYTHONDONTWRITEBYTECODE is set every command would compile them again (about
+# 0.13 s per command on the reference machine): compile them once here.
+"$venv/bin/python" -m compileall -q storenode contracts >/dev/null
 echo "setup: ready ($("$venv/bin/python" -c 'from storenode.coding.kernel import backend_name; print("GF(2^8) kernel:", backend_name())'))"

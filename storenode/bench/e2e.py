@@ -53,6 +53,7 @@ down on every way out (``localnet down``, ``grid.sh down``).
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import hashlib
 import json
@@ -70,6 +71,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import contracts
+import storenode
 from storenode.bench import tahoe
 
 HOSTS: Final = 10
@@ -461,6 +464,7 @@ def run(
             note = f"failed: {exc}"
             say(f"Tahoe-LAFS {note}; measuring storenode alone")
     ours: dict[int, OurFigures] = {}
+    compile_sources()
     with tempfile.TemporaryDirectory(prefix="storenode-bench-e2e-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
@@ -475,6 +479,16 @@ def run(
         "load_1m_end": os.getloadavg()[0],
     }
     return result
+
+
+def compile_sources() -> None:
+    """Compile storenode's modules to bytecode before timing its commands, as an
+    installed package is (Tahoe-LAFS's is, by pip). An editable install run
+    with PYTHONDONTWRITEBYTECODE set would otherwise compile every module again
+    in every command: ~0.13 s each on the reference machine."""
+    for package in (storenode, contracts):
+        for directory in package.__path__:
+            compileall.compile_dir(directory, quiet=1)
 
 
 def _stderr(message: str) -> None:
