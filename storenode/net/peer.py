@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 import msgspec
 import trio
 
-from storenode.net.errors import ConnectionLostError, RequestRefusedError, RequestTimeoutError
+from storenode.net.errors import (
+    ConnectionLostError,
+    PeerUnreachableError,
+    RequestRefusedError,
+    RequestTimeoutError,
+)
 from storenode.wire.connection import (
     ConnectionEnded,
     HandshakeComplete,
@@ -421,25 +426,26 @@ class PeerConnection:
 
 
 async def handshake(stream: trio.abc.Stream, wire: WireConnection, *, timeout: float) -> None:
-    """Run the Noise handshake on ``stream``; raise a :class:`HandshakeError`
-    (or ``trio.TooSlowError``) if it fails. Messages that arrive right behind
-    the handshake stay queued in ``wire`` for the reader loop."""
-    with trio.fail_after(timeout):
-        first = wire.start()
-        if first:
-            await stream.send_all(first)
-        while True:
-            event = wire.next_event()
-            out = wire.data_to_send()
-            if out:
-                await stream.send_all(out)
-            if isinstance(event, HandshakeComplete):
-                return
-            if isinstance(event, ConnectionEnded):
-                raise HandshakeError("the peer closed the connection during the handshake")
-            if event is None:
-                try:
-                    data = await stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    raise HandshakeError("the connection broke during the handshake") from None
-                wire.receive_data(data)
+    """Run the Noise handshake on ``stream``. A peer that breaks the protocol
+    raises a :class:`HandshakeError`; a connection that closes or resets under it
+    (the peer went away: no fault of its) :class:`PeerUnreachableError`; one that
+    takes too long ``trio.TooSlowError``. Messages that arrive right behind the
+    handshake stay queued in ``wire`` for the reader loop."""
+    try:
+        with trio.fail_after(timeout):
+            first = wire.start()
+            if first:
+                await stream.send_all(first)
+            while True:
+                event = wire.next_event()
+                out = wire.data_to_send()
+                if out:
+                    await stream.send_all(out)
+                if isinstance(event, HandshakeComplete):
+                    return
+                if isinstance(event, ConnectionEnded):
+                    raise HandshakeError("the peer closed the connection during the handshake")
+                if event is None:
+                    wire.receive_data(await stream.receive_some(65536))
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+        raise PeerUnreachableError(f"the connection broke during the handshake ({e})") from None

@@ -25,7 +25,12 @@ import msgspec
 import trio
 
 from storenode.identity import Identity
-from storenode.net.errors import PeerBannedError, PeerUnreachableError, RequestRefusedError
+from storenode.net.errors import (
+    NetError,
+    PeerBannedError,
+    PeerUnreachableError,
+    RequestRefusedError,
+)
 from storenode.net.peer import Limits, PeerConnection, SyncHandler, handshake
 from storenode.net.scores import PeerScores
 from storenode.wire.connection import Role, WireConnection
@@ -185,7 +190,7 @@ class RpcNode:
         wire = self._new_wire(Role.INITIATOR, peer.key)
         try:
             await handshake(stream, wire, timeout=self.limits.handshake_timeout)
-        except (WireError, trio.TooSlowError) as e:
+        except (WireError, NetError, trio.TooSlowError) as e:
             await stream.aclose()
             if isinstance(e, WireError):
                 self.violations += 1
@@ -208,7 +213,7 @@ class RpcNode:
         wire = self._new_wire(Role.RESPONDER, None)
         try:
             await handshake(stream, wire, timeout=self.limits.handshake_timeout)
-        except (WireError, trio.TooSlowError) as e:
+        except (WireError, NetError, trio.TooSlowError) as e:
             log.info("inbound handshake failed: %s", e)
             await stream.aclose()
             return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import socket
+import struct
 from dataclasses import dataclass
 
 import msgspec
@@ -241,6 +243,56 @@ async def test_dialling_a_closed_port_fails_promptly() -> None:
     async with open_rpc_node(registry=make_registry()) as a:
         with trio.fail_after(5), pytest.raises(PeerUnreachableError):
             await a.request(Addr(Identity.generate().public_key, "127.0.0.1", port), Echo("x"))
+
+
+def _reset(sock: trio.socket.SocketType) -> None:
+    """Make the coming close send a TCP reset (RST) instead of an orderly FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def test_a_peer_that_resets_during_the_handshake_is_unreachable_not_fatal() -> None:
+    """A peer that vanishes mid-handshake (its process exits, say) resets the
+    connection: the dial fails as unreachable, with no mark against the peer, and
+    the node dials others as before."""
+    reg = make_registry()
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def accept_and_reset(task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        for _ in range(2):
+            stream = await listeners[0].accept()
+            await stream.receive_some(65536)  # the dialler's first handshake message
+            _reset(stream.socket)
+            await stream.aclose()
+
+    async with open_rpc_node(registry=reg) as a, open_rpc_node(registry=reg) as b:
+        addr = await serving(b)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(accept_and_reset)
+            gone = Addr(Identity.generate().public_key, "127.0.0.1", port)
+            for _ in range(2):
+                with trio.fail_after(5), pytest.raises(PeerUnreachableError):
+                    await a.request(gone, Echo("anyone?"))
+        assert a.violations == 0
+        assert await a.request(addr, Echo("still here")) == EchoReply("still here")
+    await listeners[0].aclose()
+
+
+async def test_a_dialler_that_resets_during_the_handshake_leaves_the_server_serving() -> None:
+    """The server answers handshake message 1 into a connection its peer has just
+    reset: the server logs it and serves on."""
+    reg = make_registry()
+    async with open_rpc_node(registry=reg) as a, open_rpc_node(registry=reg) as b:
+        addr = await serving(b)
+        for _ in range(3):
+            stream = await trio.open_tcp_stream(addr.host, addr.port)
+            wire = WireConnection(Identity.generate(), Role.INITIATOR)
+            await stream.send_all(wire.start())
+            _reset(stream.socket)
+            await stream.aclose()
+        await trio.sleep(0.2)  # let the server meet the resets
+        assert await a.request(addr, Echo("served")) == EchoReply("served")
 
 
 async def test_a_peer_that_dies_mid_request_fails_the_request() -> None:
