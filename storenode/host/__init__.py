@@ -24,6 +24,7 @@ from storenode.host.messages import (
     ChunkData,
     ChunkGet,
     ChunkPut,
+    ChunkPutMany,
     ContractAccepted,
     ContractProposal,
     ManifestData,
@@ -36,6 +37,7 @@ from storenode.host.messages import (
     Placement,
     ShardRef,
     Stored,
+    StoredMany,
 )
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "ChunkData",
     "ChunkGet",
     "ChunkPut",
+    "ChunkPutMany",
     "ChunkService",
     "ContractAccepted",
     "ContractProposal",
@@ -60,5 +63,6 @@ __all__ = [
     "ShardIndex",
     "ShardRef",
     "Stored",
+    "StoredMany",
     "UploadPolicy",
 ]

@@ -4,8 +4,8 @@
 authenticated peer's key and a request body and return a response body, or
 raise :class:`~storenode.net.errors.RequestRefusedError` with the wire code
 to answer. :meth:`ChunkService.route` binds them to an RPC node; the store
-work (a LevelDB write with fsync, Merkle hashing, recoding) runs in a worker
-thread so the connection's reader never blocks.
+work (Merkle hashing, writes with fsync, recoding) runs in a worker thread so
+the connection's reader never blocks.
 
 What it decides:
 
@@ -15,6 +15,8 @@ What it decides:
   :class:`UploadPolicy` must allow it (the daemon answers from its open or
   signed-pending contracts); the store then checks the bytes against the id
   and the capacity. Any refusal stores nothing.
+* ``chunk.put_many`` — the same for each of its chunks, all checked before
+  any is stored and stored in one commit: one refusal refuses them all.
 * ``chunk.get`` / ``chunk.packet`` — the :class:`ReadPolicy` must allow the
   client to read the work (a priced work needs a receipt).
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol, TypeVar
@@ -44,10 +46,12 @@ from storenode.host.messages import (
     ChunkData,
     ChunkGet,
     ChunkPut,
+    ChunkPutMany,
     PacketReply,
     PacketRequest,
     Placement,
     Stored,
+    StoredMany,
 )
 from storenode.net.errors import RequestRefusedError
 from storenode.net.peer import PeerConnection
@@ -186,7 +190,8 @@ def _code(k: int, n: int) -> ReedSolomon:
 
 
 class ChunkService:
-    """Answers ``chunk.put``, ``chunk.get`` and ``chunk.packet`` from a :class:`ChunkStore`."""
+    """Answers ``chunk.put``, ``chunk.put_many``, ``chunk.get`` and ``chunk.packet`` from a
+    :class:`ChunkStore`."""
 
     def __init__(
         self,
@@ -203,7 +208,7 @@ class ChunkService:
         self.read_policy: ReadPolicy = read_policy if read_policy is not None else AllowAll()
         self.index = index if index is not None else ShardIndex()
         self.on_stored = on_stored
-        """Called in the trio thread after each successful ``chunk.put`` (the
+        """Called in the trio thread for each chunk a put stores (the
         daemon counts a contract's chunks and announces the work)."""
         self._rng = rng
         # The index and the rng are touched from worker threads: one at a time.
@@ -212,6 +217,28 @@ class ChunkService:
     # -- the core: synchronous, may block on the store -------------------------
 
     def put(self, uploader_key: bytes, req: ChunkPut) -> Stored:
+        self._admit(uploader_key, req)
+        self._store([req])
+        with self._lock:
+            self._index(req)
+        return Stored(req.chunk_id)
+
+    def put_many(self, uploader_key: bytes, req: ChunkPutMany) -> StoredMany:
+        """Every chunk is checked before any is stored; the store writes them all
+        or none (one commit); a refusal of one refuses the request."""
+        if len({put.chunk_id for put in req.chunks}) != len(req.chunks):
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "a chunk appears twice in the request")
+        for put in req.chunks:
+            self._admit(uploader_key, put)
+        self._store(req.chunks)
+        with self._lock:
+            for put in req.chunks:
+                self._index(put)
+        return StoredMany([put.chunk_id for put in req.chunks])
+
+    def _admit(self, uploader_key: bytes, req: ChunkPut) -> None:
+        """Refuse a chunk this host must not take: an impossible placement, one that
+        contradicts what it holds, or one no contract of ``uploader_key`` covers."""
         size = len(req.data)
         why = impossible(req.placement)
         if why is not None:
@@ -224,24 +251,27 @@ class ChunkService:
         if verdict is not True:
             reason = verdict if isinstance(verdict, str) and verdict else "no contract covers it"
             raise RequestRefusedError(ErrorCode.REFUSED, f"chunk not accepted: {reason}")
+
+    def _store(self, puts: Sequence[ChunkPut]) -> None:
         try:
-            self.store.put(req.chunk_id, req.data)
-        except ChunkMismatchError:
+            self.store.put_many([(put.chunk_id, put.data) for put in puts])
+        except ChunkMismatchError as e:
             raise RequestRefusedError(
                 ErrorCode.REFUSED,
-                f"the bytes sent do not hash to chunk id {req.chunk_id.hex()}",
+                f"the bytes sent do not hash to chunk id {e.chunk_id.hex()}",
             ) from None
         except CapacityExceededError as e:
             raise RequestRefusedError(
                 ErrorCode.REFUSED,
                 f"host full: {e.needed} bytes offered, {e.free} free of {e.capacity}",
             ) from None
-        with self._lock:
-            why = self.index.check(req.chunk_id, req.placement, size)
-            if why is not None:  # a concurrent put took the slot first
-                raise RequestRefusedError(ErrorCode.REFUSED, f"placement refused: {why}")
-            self.index.add(req.chunk_id, req.placement, size)
-        return Stored(req.chunk_id)
+
+    def _index(self, req: ChunkPut) -> None:
+        """Index a stored chunk (under the lock)."""
+        why = self.index.check(req.chunk_id, req.placement, len(req.data))
+        if why is not None:  # a concurrent put took the slot first
+            raise RequestRefusedError(ErrorCode.REFUSED, f"placement refused: {why}")
+        self.index.add(req.chunk_id, req.placement, len(req.data))
 
     def get(self, client_key: bytes, req: ChunkGet) -> ChunkData:
         with self._lock:
@@ -307,6 +337,14 @@ class ChunkService:
             self.on_stored(body)
         return stored
 
+    async def handle_chunk_put_many(self, conn: PeerConnection, body: msgspec.Struct) -> StoredMany:
+        assert isinstance(body, ChunkPutMany)
+        stored = await _in_thread(self.put_many, conn.peer_key, body)
+        if self.on_stored is not None:
+            for put in body.chunks:
+                self.on_stored(put)
+        return stored
+
     async def handle_chunk_get(self, conn: PeerConnection, body: msgspec.Struct) -> ChunkData:
         assert isinstance(body, ChunkGet)
         return await _in_thread(self.get, conn.peer_key, body)
@@ -316,8 +354,9 @@ class ChunkService:
         return await _in_thread(self.packet, conn.peer_key, body)
 
     def route(self, node: RpcNode) -> None:
-        """Serve the three chunk messages on ``node``."""
+        """Serve the chunk messages on ``node``."""
         node.route("chunk.put", self.handle_chunk_put)
+        node.route("chunk.put_many", self.handle_chunk_put_many)
         node.route("chunk.get", self.handle_chunk_get)
         node.route("chunk.packet", self.handle_chunk_packet)
 

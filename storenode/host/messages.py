@@ -4,6 +4,8 @@
 registry name     request                            response
 ================  =================================  ======================================
 ``chunk.put``     ``ChunkPut(id, placement, data)``  ``Stored(chunk_id)``
+``chunk.put_      ``ChunkPutMany(chunks)``            ``StoredMany(chunk_ids)``
+many``
 ``chunk.get``     ``ChunkGet(chunk_id)``             ``ChunkData(data)``
 ``chunk.packet``  ``PacketRequest(cid, stripe)``     ``PacketReply(coefficients, payload)``
 ``host.offer``    ``OfferRequest()``                 ``HostAd`` (storenode.publish.records)
@@ -98,6 +100,22 @@ class Stored(_Body, frozen=True):
     chunk_id: Hash32
 
 
+MAX_PUT_BATCH: Final = 16
+"""Most chunks in one ``chunk.put_many`` (the message also stays within the
+wire's 8 MiB)."""
+
+
+class ChunkPutMany(_Body, frozen=True):
+    """Several ``chunk.put`` in one request, stored together or not at all: one
+    request, one thread hop and one index commit for them all."""
+
+    chunks: Annotated[list[ChunkPut], msgspec.Meta(min_length=1, max_length=MAX_PUT_BATCH)]
+
+
+class StoredMany(_Body, frozen=True):
+    chunk_ids: Annotated[list[Hash32], msgspec.Meta(max_length=MAX_PUT_BATCH)]
+
+
 class ChunkGet(_Body, frozen=True):
     chunk_id: Hash32
 
@@ -177,6 +195,7 @@ class ManifestData(_Body, frozen=True):
 
 for _name, _request, _response in (
     ("chunk.put", ChunkPut, Stored),
+    ("chunk.put_many", ChunkPutMany, StoredMany),
     ("chunk.get", ChunkGet, ChunkData),
     ("chunk.packet", PacketRequest, PacketReply),
     ("host.offer", OfferRequest, HostAd),

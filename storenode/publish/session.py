@@ -21,7 +21,7 @@ from storenode.publish.manifest import Manifest
 from storenode.publish.works import WorkFile
 
 PER_HOST: Final = 8
-"""``chunk.put`` requests in flight to one host."""
+"""Chunks in flight to one host (sent in ``chunk.put_many`` requests)."""
 PUT_TIMEOUT: Final = 30.0
 """Seconds a host has to acknowledge one chunk."""
 RETRY_DELAY: Final = 0.5

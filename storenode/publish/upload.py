@@ -3,9 +3,11 @@
 :meth:`Uploader.upload` codes the stripes again (the coding pass kept only
 chunk ids, so memory stays bounded whatever the work's size) in a worker
 thread, a batch of stripes at a time, and hands each shard a host has not
-acknowledged to that host's queue; a few tasks per host (``per_host``) send
-them as ``chunk.put``, so many requests are in flight and a slow host does
-not stall the others until its queue is full. Shards 0..k-1 are views of the
+acknowledged to that host's queue; a few tasks per host send them as
+``chunk.put_many`` (what is queued, up to 4 MiB per request), so about
+``per_host`` chunks are in flight to each host and a slow host does not stall
+the others until its queue is full. Batching saves each chunk a request, a
+thread hop and an index commit on the host. Shards 0..k-1 are views of the
 mapped file: nothing is copied before the wire encrypts it.
 
 A request a host does not answer (no connection, a timeout, ``BUSY``) is
@@ -34,7 +36,15 @@ import trio
 from storenode.coding.rs import ReedSolomon
 from storenode.config import PeerSpec
 from storenode.groups import single
-from storenode.host.messages import ChunkPut, ManifestPut, ManifestStored, Placement, Stored
+from storenode.host.messages import (
+    MAX_PUT_BATCH,
+    ChunkPut,
+    ChunkPutMany,
+    ManifestPut,
+    ManifestStored,
+    Placement,
+    StoredMany,
+)
 from storenode.net.dht import DhtService
 from storenode.net.errors import NetError
 from storenode.net.rpc import RpcNode
@@ -64,6 +74,8 @@ CODING_BATCH: Final = 8 << 20
 """Bytes of the work coded per worker-thread call."""
 FLUSH_INTERVAL: Final = 1.0
 """Seconds between two saves of the journal during the upload."""
+PUT_BATCH_BYTES: Final = 4 << 20
+"""Most chunk bytes in one ``chunk.put_many`` (well inside the wire's 8 MiB)."""
 _RETRYABLE: Final = frozenset(
     {ErrorCode.BUSY, ErrorCode.TIMEOUT, ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE}
 )
@@ -101,6 +113,9 @@ class Uploader:
             return
         started = time.perf_counter()
         queues: dict[int, trio.MemorySendChannel[Shard]] = {}
+        # per_host chunks in flight to each host, in requests of up to `batch` chunks.
+        batch = max(1, min(MAX_PUT_BATCH, PUT_BATCH_BYTES // max(1, journal.shard_size)))
+        senders = max(1, -(-options.per_host // batch))
         try:
             async with trio.open_nursery() as flushing:
                 flushing.start_soon(self._flush, work)
@@ -109,9 +124,15 @@ class Uploader:
                         send, receive = trio.open_memory_channel[Shard](options.per_host * 2)
                         queues[h] = send
                         async with receive:
-                            for _ in range(options.per_host):
+                            for _ in range(senders):
                                 nursery.start_soon(
-                                    self._sender, work, h, receive.clone(), options, progress
+                                    self._sender,
+                                    work,
+                                    h,
+                                    receive.clone(),
+                                    options,
+                                    progress,
+                                    batch,
                                 )
                     nursery.start_soon(self._produce, work, needs, queues)
                 flushing.cancel_scope.cancel()
@@ -156,27 +177,41 @@ class Uploader:
         receive: trio.MemoryReceiveChannel[Shard],
         options: PublishOptions,
         progress: Progress,
+        batch: int,
     ) -> None:
+        """Send the host's shards as they come, up to ``batch`` of them per
+        ``chunk.put_many``: whatever is queued when a request can go."""
         journal = work.journal
         entry = journal.hosts[h]
         manifest = work.manifest
         async with receive:
-            async for pos, s, i, data in receive:
-                put = ChunkPut(
-                    manifest.stripes[s].chunk_ids[i],
-                    Placement(work.cid, s, i, journal.k, journal.n),
-                    cast(bytes, data),  # sent as it is: msgspec encodes any buffer as bin
-                )
-                what = f"chunk {i} of stripe {s} of {work.file.name}"
-                reply = await self.request(entry, put, what, options)
-                if not isinstance(reply, Stored) or reply.chunk_id != put.chunk_id:
+            async for first in receive:
+                shards = [first]
+                while len(shards) < batch:
+                    try:
+                        shards.append(receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                puts = [
+                    ChunkPut(
+                        manifest.stripes[s].chunk_ids[i],
+                        Placement(work.cid, s, i, journal.k, journal.n),
+                        cast(bytes, data),  # sent as it is: msgspec encodes any buffer as bin
+                    )
+                    for _, s, i, data in shards
+                ]
+                what = _describe(shards, work.file.name)
+                reply = await self.request(entry, ChunkPutMany(puts), what, options)
+                if not isinstance(reply, StoredMany) or reply.chunk_ids != [
+                    put.chunk_id for put in puts
+                ]:
                     raise HostRefusedError(
                         f"host {entry.who} answered {what} with something else than its "
                         f"acknowledgement; {RESUME_HINT}"
                     )
-                work.acked[h].add(pos)
+                work.acked[h].update(pos for pos, _, _, _ in shards)
                 work.dirty = True
-                progress.advance(len(data))
+                progress.advance(sum(len(data) for _, _, _, data in shards))
 
     async def request(
         self, entry: HostEntry, body: msgspec.Struct, what: str, options: PublishOptions
@@ -260,6 +295,15 @@ class Uploader:
                 "no DHT node took a copy of the manifest of %s; its hosts keep and publish it",
                 work.file.name,
             )
+
+
+def _describe(shards: Sequence[Shard], name: str) -> str:
+    """How a request's shards are named in errors and logs."""
+    if len(shards) == 1:
+        _, s, i, _ = shards[0]
+        return f"chunk {i} of stripe {s} of {name}"
+    stripes = sorted({s for _, s, _, _ in shards})
+    return f"{len(shards)} chunks of stripes {stripes[0]}..{stripes[-1]} of {name}"
 
 
 def _stripe(data: memoryview, index: int, size: int) -> memoryview | bytes:

@@ -17,11 +17,13 @@ from storenode.host import (
     ChunkData,
     ChunkGet,
     ChunkPut,
+    ChunkPutMany,
     ChunkService,
     PacketReply,
     PacketRequest,
     Placement,
     Stored,
+    StoredMany,
 )
 from storenode.net.rpc import RpcNode, open_rpc_node
 from storenode.store import MemoryChunkStore
@@ -118,6 +120,48 @@ async def test_bytes_that_do_not_match_the_id_are_refused_and_nothing_is_stored(
         # The slot stays free for the right bytes.
         good = put_of(shards[0], 0)
         assert await client.request(addr, good) == Stored(good.chunk_id)
+
+
+async def test_a_batch_of_puts_is_stored_whole_and_read_back() -> None:
+    _, shards = stripe_shards()
+    _, more = stripe_shards(2)
+    puts = [put_of(shards[i], i) for i in (0, 1, 2)] + [put_of(more[5], 5, stripe=1)]
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, store):
+        reply = await client.request(addr, ChunkPutMany(puts))
+        assert reply == StoredMany([p.chunk_id for p in puts])
+        assert await client.request(addr, ChunkPutMany(puts)) == reply  # idempotent
+        assert store.chunk_count == 4
+        for put in puts:
+            assert await client.request(addr, ChunkGet(put.chunk_id)) == ChunkData(put.data)
+        # The stripe's shards were indexed: the host answers packets of it.
+        packet = await client.request(addr, PacketRequest(CID, 1))
+        assert isinstance(packet, PacketReply) and packet.payload == more[5]
+
+
+@pytest.mark.parametrize("fault", ["bytes", "placement", "duplicate", "full"])
+async def test_one_bad_chunk_refuses_the_whole_batch_and_stores_nothing(fault: str) -> None:
+    _, shards = stripe_shards()
+    puts = [put_of(shards[i], i) for i in (0, 1, 2)]
+    if fault == "bytes":
+        puts[1] = ChunkPut(puts[1].chunk_id, puts[1].placement, shards[4])
+    elif fault == "placement":
+        puts[2] = ChunkPut(puts[2].chunk_id, Placement(CID, 0, N, K, N), shards[2])
+    elif fault == "duplicate":
+        puts[2] = puts[0]
+    capacity = 2 * BLOCK if fault == "full" else 1 << 20
+    async with host_and_client(MemoryChunkStore(capacity=capacity)) as (client, addr, store):
+        with pytest.raises(RemoteError) as info:
+            await client.request(addr, ChunkPutMany(puts))
+        expected = {
+            "bytes": "do not hash to chunk id",
+            "placement": "impossible placement",
+            "duplicate": "appears twice",
+            "full": "host full",
+        }[fault]
+        assert expected in str(info.value)
+        assert store.chunk_count == 0 and store.used_bytes == 0
+        for put in puts:
+            assert await code_of(client, addr, ChunkGet(put.chunk_id)) == ErrorCode.NOT_FOUND
 
 
 async def test_a_put_the_policy_does_not_allow_is_refused_with_its_reason() -> None:
