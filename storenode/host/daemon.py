@@ -6,8 +6,9 @@ builds it; this module is what it does once built:
 
 * **DHT**: the node's :class:`~storenode.net.dht.DhtService`, bootstrapped from
   the configured peers and maintained; the host's ad (:class:`HostAd`) under
-  ``HOSTS_KEY`` at start, every :data:`AD_INTERVAL` seconds and soon after
-  its free space changes; a provider record under ``providers_key(cid)`` for
+  its bucket of the host directory (``hosts_key(host_bucket(key))``) at
+  start, every :data:`AD_INTERVAL` seconds and soon after its free space
+  changes; a provider record under ``providers_key(cid)`` for
   each work it holds chunks of; the manifests it keeps, in pieces.
 * **Contracts** (``host.offer``, ``contract.propose``, ``manifest.put``,
   ``manifest.get``; the checks are :mod:`storenode.host.policy`'s): a signed
@@ -87,11 +88,12 @@ from storenode.net.peer import PeerConnection
 from storenode.net.rpc import RpcNode
 from storenode.publish.records import (
     HOST_AD_TTL,
-    HOSTS_KEY,
     MANIFEST_TTL,
     HostAd,
     encode_host_ad,
     encode_pointer,
+    host_bucket,
+    hosts_key,
     manifest_key,
     manifest_piece_key,
     providers_key,
@@ -311,7 +313,11 @@ class HostNode:
 
     async def _advertise(self) -> None:
         while True:
-            accepted = await self.dht.publish(HOSTS_KEY, encode_host_ad(self.ad()), ttl=HOST_AD_TTL)
+            accepted = await self.dht.publish(
+                hosts_key(host_bucket(self.identity.public_key)),
+                encode_host_ad(self.ad()),
+                ttl=HOST_AD_TTL,
+            )
             log.debug("published the host ad (%s free) on %d node(s)", self.free, accepted)
             with trio.move_on_after(self.ad_interval):
                 await self._ad_dirty.wait()

@@ -31,6 +31,7 @@ from contracts.storage import contract_id
 from contracts.tx import TERMS_DOMAIN, ContractTerms
 from storenode.client.ledger import LedgerClient
 from storenode.config import PeerSpec
+from storenode.dht.records import Record
 from storenode.host.messages import ContractAccepted, ContractProposal, ShardRef
 from storenode.identity import Identity, address_hex, address_of, is_valid_signature
 from storenode.ledger.genesis import Genesis
@@ -47,15 +48,51 @@ from storenode.publish.plan import (
     make_terms,
     select_hosts,
 )
-from storenode.publish.records import HOSTS_KEY, HostAd, RecordFormatError, decode_host_ad
+from storenode.publish.records import (
+    HOST_BUCKETS,
+    HostAd,
+    RecordFormatError,
+    decode_host_ad,
+    host_bucket,
+    hosts_key,
+)
 from storenode.publish.session import JournalSaver, PublishOptions, Work
 from storenode.wire.errors import RemoteError, WireError
 
 log = logging.getLogger(__name__)
 
+
+def _who(key: bytes) -> str:
+    return address_hex(address_of(key))
+
+
 PROPOSE_TIMEOUT: Final = 10.0
 RENEW_MARGIN: Final = 5
 """An acceptance good for fewer blocks than this is asked for again."""
+
+
+async def read_host_directory(dht: DhtService) -> list[HostAd]:
+    """Every host's ad, each bucket of the directory read at once. Ads that do not
+    decode, or sit in a bucket not their host's, are skipped."""
+    buckets: list[list[Record]] = [[] for _ in range(HOST_BUCKETS)]
+
+    async def read(bucket: int) -> None:
+        buckets[bucket] = await dht.find_value(hosts_key(bucket))
+
+    async with trio.open_nursery() as nursery:
+        for bucket in range(HOST_BUCKETS):
+            nursery.start_soon(read, bucket)
+    ads: dict[bytes, HostAd] = {}
+    for bucket, records in enumerate(buckets):
+        for record in records:
+            if host_bucket(record.owner) != bucket:
+                log.info("skipping a host ad of %s outside its bucket", _who(record.owner))
+                continue
+            try:
+                ads[record.owner] = decode_host_ad(record.value, owner=record.owner)
+            except RecordFormatError as exc:
+                log.info("skipping the host ad of %s: %s", _who(record.owner), exc)
+    return list(ads.values())
 
 
 class Contracting:
@@ -80,14 +117,8 @@ class Contracting:
         self.rng = rng
 
     async def host_ads(self) -> list[HostAd]:
-        """The ads in the DHT's host directory (those that do not decode are skipped)."""
-        ads = []
-        for record in await self.dht.find_value(HOSTS_KEY):
-            try:
-                ads.append(decode_host_ad(record.value, owner=record.owner))
-            except RecordFormatError as exc:
-                log.info("skipping the host ad of %s: %s", record.owner.hex()[:16], exc)
-        return ads
+        """The ads in the DHT's host directory."""
+        return await read_host_directory(self.dht)
 
     async def offers(self, ads: Sequence[HostAd]) -> list[HostOffer]:
         """The ads with each host's reputation on the ledger."""

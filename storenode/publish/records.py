@@ -7,16 +7,19 @@ Spec: docs/specs/manifest.md §6.
 =============================  =================================  =====================
 key                            value                              owner
 =============================  =================================  =====================
-:data:`HOSTS_KEY`              :class:`HostAd` (msgpack)          each host
+``hosts_key(b)``, b < 32         :class:`HostAd` (msgpack)          each host in bucket b
 ``manifest_key(cid)``          :class:`ManifestPointer`           the publisher
 ``manifest_piece_key(h, i)``   piece i of the manifest's bytes    the publisher
 ``providers_key(cid)``         a provider record (its contact)    each host holding
                                                                   shards of the work
 =============================  =================================  =====================
 
-* The **host directory** (:data:`HOSTS_KEY`) holds one ad per host (a key
-  holds at most 64 owners: enough for a local network and a small one; a
-  larger network needs a directory spread over keys).
+* The **host directory** holds one ad per host, spread over
+  :data:`HOST_BUCKETS` keys: a host puts its ad under ``hosts_key(b)`` for its
+  bucket ``b = host_bucket(its key)`` (a DHT key holds at most 64 owners, so
+  one key would hide every host past the 64th); a publisher reads them all.
+  The buckets follow the hosts' DHT ids, so they fill evenly: about a
+  thousand hosts fit before the fullest one does.
 * A **manifest** can be larger than a record's 64 KiB (about 350 bytes per
   stripe at n = 10), so it is stored as pieces under keys derived from its
   hash, and a small :class:`ManifestPointer` under the CID says which. A reader
@@ -38,10 +41,12 @@ from typing import Annotated, Final
 import msgspec
 
 from contracts.encoding import Bps, ChainId
-from storenode.identity import keccak256
+from storenode.identity import dht_id, keccak256
 from storenode.wire.messages import U32, U64, Hash32, Host, Port, PublicKey
 
-HOSTS_KEY: Final = b"storenode/hosts/1"
+HOSTS_KEY_PREFIX: Final = b"storenode/hosts/2/"
+HOST_BUCKETS: Final = 32
+"""Keys the host directory is spread over."""
 PIECE_SIZE: Final = 60 * 1024
 """Bytes of a manifest per DHT record (under the record's 64 KiB limit)."""
 MAX_PIECES: Final = 1024
@@ -56,8 +61,22 @@ class RecordFormatError(ValueError):
     """A DHT value that is not what its key holds."""
 
 
+def host_bucket(host_key: bytes) -> int:
+    """The directory bucket of the host with Ed25519 key ``host_key``: its DHT id's
+    first byte, modulo :data:`HOST_BUCKETS`."""
+    return dht_id(host_key)[0] % HOST_BUCKETS
+
+
+def hosts_key(bucket: int) -> bytes:
+    """The DHT key of directory bucket ``bucket`` (0 ≤ bucket < :data:`HOST_BUCKETS`)."""
+    if not 0 <= bucket < HOST_BUCKETS:
+        raise ValueError(f"host directory buckets are 0..{HOST_BUCKETS - 1}, not {bucket}")
+    return HOSTS_KEY_PREFIX + bytes([bucket])
+
+
 class HostAd(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
-    """A host's offer, under :data:`HOSTS_KEY` (the record's owner is the host)."""
+    """A host's offer, under ``hosts_key(host_bucket(key))`` (the record's owner is the
+    host)."""
 
     key: PublicKey
     host: Host
@@ -151,8 +170,9 @@ def join_manifest(pointer: ManifestPointer, pieces: Sequence[bytes]) -> bytes:
 
 
 __all__ = [
-    "HOSTS_KEY",
+    "HOSTS_KEY_PREFIX",
     "HOST_AD_TTL",
+    "HOST_BUCKETS",
     "MANIFEST_TTL",
     "MAX_PIECES",
     "PIECE_SIZE",
@@ -163,6 +183,8 @@ __all__ = [
     "decode_pointer",
     "encode_host_ad",
     "encode_pointer",
+    "host_bucket",
+    "hosts_key",
     "join_manifest",
     "manifest_key",
     "manifest_piece_key",

@@ -65,9 +65,10 @@ from storenode.net.rpc import RpcNode, open_rpc_node
 from storenode.node import READY_FILE, AdvertiseMissingError, open_host_node, run_host
 from storenode.publish.manifest import Manifest, build_manifest, encode_manifest
 from storenode.publish.records import (
-    HOSTS_KEY,
     decode_host_ad,
     decode_pointer,
+    host_bucket,
+    hosts_key,
     join_manifest,
     manifest_key,
     manifest_piece_key,
@@ -418,7 +419,7 @@ async def test_another_host_finds_the_hosts_ad_provider_record_and_manifest_in_t
             b = await net.start("host-b")
             me = a.identity.public_key
 
-            ad = decode_host_ad((await find(b, HOSTS_KEY, me)).value, owner=me)
+            ad = decode_host_ad((await find(b, hosts_key(host_bucket(me)), me)).value, owner=me)
             assert (ad.port, ad.free, ad.price) == (a.port, CAPACITY, str(int(tokens("0.01"))))
 
             work = make_work()

@@ -53,10 +53,11 @@ from storenode.publish.pipeline import (
 )
 from storenode.publish.records import (
     HOST_AD_TTL,
-    HOSTS_KEY,
     HostAd,
     decode_pointer,
     encode_host_ad,
+    host_bucket,
+    hosts_key,
     manifest_key,
 )
 
@@ -278,7 +279,8 @@ async def test_a_host_whose_acceptance_does_not_verify_is_left_out(
         assert dht.rpc.port is not None
         chain = seed.chain.genesis.chain_id
         ad = HostAd(rogue.public_key, "127.0.0.1", dht.rpc.port, 0, chain, "1", 0, 10**6, 1 << 40)
-        assert await dht.publish(HOSTS_KEY, encode_host_ad(ad), ttl=HOST_AD_TTL) > 0
+        directory = hosts_key(host_bucket(rogue.public_key))
+        assert await dht.publish(directory, encode_host_ad(ad), ttl=HOST_AD_TTL) > 0
         (work,) = write_works(tmp_path / "one", {"a.wav": 8_000_000})
 
         (result,) = await publish(net, [work], options())
