@@ -54,7 +54,7 @@ from storenode.ledger.messages import (
     WorkReply,
     sync_reply,
 )
-from storenode.net.ledger import LedgerService, Peer, open_ledger_node
+from storenode.net.ledger import TX_FANOUT, LedgerService, Peer, open_ledger_node
 from storenode.net.rpc import RpcNode, open_rpc_node
 from storenode.testing.ledger import (
     FEE,
@@ -177,6 +177,36 @@ def one_validator() -> Genesis:
 
 
 # -- gossip --------------------------------------------------------------------------------
+
+
+async def test_a_transaction_costs_the_network_messages_per_node_not_per_pair(
+    tmp_path: Path,
+) -> None:
+    """Nine nodes, every one the peer of every other: a transfer reaches the
+    validator and is put in a block, while each node relays it to at most the
+    validator and TX_FANOUT others (flooding would send it over every link:
+    9 × 7 = 63 times)."""
+    async with ledger_net(tmp_path, one_validator()) as net:
+        v = await net.start("validator", validator(0))
+        nodes = [v]
+        for i in range(8):
+            nodes.append(await net.start(f"follower-{i}", account(100 + i), list(nodes)))
+        await eventually(
+            lambda: all(len(n.service.gossip_peers()) == len(nodes) - 1 for n in nodes),
+            "every node knows every other",
+        )
+        raw = transfer(account(0), account(1).address, tokens(3), 0)
+        async with client() as wallet:
+            reply = await wallet.request(nodes[-1].address, SubmitTx(raw))
+        assert isinstance(reply, Submitted) and reply.accepted
+        tid = reply.tx_id
+        assert tid is not None
+        await eventually(lambda: v.chain.store.tx_location(tid) is not None, "in a block")
+        await trio.sleep(0.5)  # relays still in flight land
+        received = sum(n.service.stats.txs_accepted + n.service.stats.txs_known for n in nodes)
+        relayed = received - 1  # the wallet's submit is not a relay
+        assert relayed <= len(nodes) * (1 + TX_FANOUT)
+        assert relayed < len(nodes) * (len(nodes) - 2)
 
 
 async def test_a_transfer_sent_to_a_follower_reaches_the_validator_and_every_node_agrees(

@@ -186,6 +186,33 @@ def test_a_format_1_store_is_upgraded_in_place_on_open(tmp_path: Path) -> None:
     assert len(files_under(tmp_path / "s")) == 3
 
 
+def test_an_upgrade_cut_short_is_finished_at_the_next_open(tmp_path: Path) -> None:
+    """A crash in the middle of the upgrade leaves a version-1 store with some
+    chunk files (and perhaps a ``.part``) already written: the next open
+    upgrades it again, and every chunk reads back."""
+    chunks = [chunk(n, 900 * (n + 1)) for n in range(3)]
+    db = plyvel.DB(str(tmp_path / "s"), create_if_missing=True)
+    db.put(b"cs/meta/version", struct.pack(">I", 1))
+    db.put(b"cs/meta/used", struct.pack(">Q", sum(len(d) for _, d in chunks)))
+    db.put(b"cs/meta/count", struct.pack(">Q", len(chunks)))
+    for cid, data in chunks:
+        db.put(b"cs/len/" + cid, struct.pack(">Q", len(data)))
+        db.put(b"cs/data/" + cid, data)
+    db.close()
+    (first, first_data), (second, second_data) = chunks[0], chunks[1]
+    chunk_file(tmp_path / "s", first).parent.mkdir(parents=True)
+    chunk_file(tmp_path / "s", first).write_bytes(first_data)
+    chunk_file(tmp_path / "s", second).parent.mkdir(parents=True, exist_ok=True)
+    part = chunk_file(tmp_path / "s", second).with_name(second.hex() + ".0badcafe.part")
+    part.write_bytes(second_data[:10])
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        for cid, data in chunks:
+            assert store.get(cid) == data
+        assert store.scrub().clean
+    assert not part.exists()
+    assert len(files_under(tmp_path / "s")) == 3
+
+
 def test_a_new_store_is_created_with_parents(tmp_path: Path) -> None:
     with DiskChunkStore(tmp_path / "a" / "b", capacity=10) as store:
         assert (store.used_bytes, store.free_bytes, store.capacity) == (0, 10, 10)
