@@ -217,10 +217,7 @@ class ChunkService:
     # -- the core: synchronous, may block on the store -------------------------
 
     def put(self, uploader_key: bytes, req: ChunkPut) -> Stored:
-        self._admit(uploader_key, req)
-        self._store([req])
-        with self._lock:
-            self._index(req)
+        self.put_many(uploader_key, ChunkPutMany([req]))
         return Stored(req.chunk_id)
 
     def put_many(self, uploader_key: bytes, req: ChunkPutMany) -> StoredMany:

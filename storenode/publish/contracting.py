@@ -116,10 +116,6 @@ class Contracting:
         self.saver = saver
         self.rng = rng
 
-    async def host_ads(self) -> list[HostAd]:
-        """The ads in the DHT's host directory."""
-        return await read_host_directory(self.dht)
-
     async def offers(self, ads: Sequence[HostAd]) -> list[HostOffer]:
         """The ads with each host's reputation on the ledger."""
         reputations: dict[bytes, int] = {}
@@ -137,7 +133,7 @@ class Contracting:
         """Place the shards and get every host's acceptance, leaving out the hosts that
         refuse or do not answer (nothing is opened yet, so shards may still move)."""
         journal = work.journal
-        ads = await self.host_ads()
+        ads = await read_host_directory(self.dht)
         refused: set[bytes] = set()
         while True:
             choice = select_hosts(
@@ -198,7 +194,7 @@ class Contracting:
         """Some contracts are sent or open, so the hosts are fixed: take their current
         addresses from their ads, and ask a host whose acceptance ran out before its
         contract was opened to accept the same terms again (a new salt and deadline)."""
-        ads = {ad.key: ad for ad in await self.host_ads()}
+        ads = {ad.key: ad for ad in await read_host_directory(self.dht)}
         asks: list[tuple[HostEntry, ContractTerms]] = []
         for entry in work.journal.hosts:
             ad = ads.get(entry.public_key)
