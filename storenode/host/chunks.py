@@ -320,7 +320,7 @@ class ChunkService:
                 ErrorCode.NOT_FOUND, f"chunk {chunk_id.hex()} not held"
             ) from None
         except ChunkCorruptError:
-            # Never serve bad bytes; the scrubber and the proofs deal with the chunk.
+            # Never serve bad bytes; the prover reports the chunk when it is challenged.
             raise RequestRefusedError(
                 ErrorCode.NOT_FOUND, f"chunk {chunk_id.hex()} is damaged here"
             ) from None

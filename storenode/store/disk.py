@@ -1,12 +1,14 @@
 """The chunk store on disk: chunk bytes in files, the index in LevelDB (plyvel).
 
 Layout: ``docs/specs/chunk-store.md``. The store's directory is a LevelDB
-database (format version 2) holding the index, integers big endian::
+database (format version 3) holding the index, integers big endian::
 
-    cs/meta/version   u32 format version (2)
+    cs/meta/version   u32 format version (3)
     cs/meta/used      u64 sum of the sizes of the chunks held
     cs/meta/count     u64 number of chunks held
-    cs/len/<id>       u64 size of chunk <id>; its presence means the chunk is held
+    cs/len/<id>       u64 size of chunk <id> and u32 CRC-32 of its bytes (the
+                      CRC may be absent: a chunk stored by format 2); the
+                      record's presence means the chunk is held
 
 and a ``chunks/`` directory beside LevelDB's files, one file per chunk at
 ``chunks/<first two hex digits>/<id in hex>``.
@@ -18,6 +20,13 @@ once its bytes and its record are durable, and after a crash the counters
 still match the records. Files without a record (a put or a delete cut short)
 are removed when the store opens. See docs/decisions/0011 for why chunk bytes
 left LevelDB.
+
+A read checks the file's size and CRC-32 (~4 GB/s) against the record, and
+falls back to the full Merkle check (~1 GB/s) when the record has no CRC or
+the CRC does not match; bytes that fail it are never returned. The CRC guards
+against the disk (rot, torn or truncated files); the bytes were checked
+against their id when they were stored, and every client checks what it is
+sent. See docs/decisions/0012.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import os
 import secrets
 import struct
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Final
@@ -56,11 +66,15 @@ from storenode.store.protocol import (
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+V2_FORMAT_VERSION = 2
+"""Format 2 recorded a chunk's size alone; a format-3 store still reads such
+records (it checks those chunks by their Merkle root and adds the CRC), so
+opening a format-2 store only writes the new version."""
 V1_FORMAT_VERSION = 1
 V1_DATA_PREFIX = b"cs/data/"
 """Format 1 kept each chunk's bytes in LevelDB under this prefix; opening such a
-store upgrades it to format 2."""
+store upgrades it to format 3."""
 VERSION_KEY = b"cs/meta/version"
 USED_KEY = b"cs/meta/used"
 COUNT_KEY = b"cs/meta/count"
@@ -72,6 +86,7 @@ _FANOUT: Final = tuple(f"{i:02x}" for i in range(256))
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_RECORD = struct.Struct(">QI")  # a chunk's size and the CRC-32 of its bytes
 
 
 class DiskChunkStore(ClosingDatabase):
@@ -91,13 +106,15 @@ class DiskChunkStore(ClosingDatabase):
         self._closed = True
         self._chunks = os.path.join(self._path, CHUNKS_DIR)
         self._reserved = 0  # bytes of puts between their capacity check and their commit
-        self._from_v1 = False
+        self._from_version = FORMAT_VERSION
         self._db: Any = self._open(create)
         try:
             self._used, self._count = self._load_or_init()
             self._prepare_chunk_dirs()
-            if self._from_v1:
+            if self._from_version == V1_FORMAT_VERSION:
                 self._upgrade_v1()
+            elif self._from_version == V2_FORMAT_VERSION:
+                self._upgrade_v2()
             self._remove_unindexed_files()
         except BaseException:
             self._db.close()
@@ -154,9 +171,10 @@ class DiskChunkStore(ClosingDatabase):
             # The bytes go to disk outside the lock, so puts write in parallel.
             for chunk_id, raw in new.items():
                 parts.append(self._write_part(chunk_id, raw))
+            crcs = {chunk_id: zlib.crc32(raw) for chunk_id, raw in new.items()}
             with self._lock, self._guard():
                 self._check_open()
-                self._commit(new, parts)
+                self._commit(new, crcs, parts)
         except OSError as e:
             raise StoreIOError(self._path, f"writing a chunk: {e.strerror or e}") from None
         finally:
@@ -182,7 +200,7 @@ class DiskChunkStore(ClosingDatabase):
         os.close(fd)
         return part
 
-    def _commit(self, new: dict[bytes, bytes], parts: list[str]) -> None:
+    def _commit(self, new: dict[bytes, bytes], crcs: dict[bytes, int], parts: list[str]) -> None:
         """Move the written chunks into place and record them (under the lock)."""
         fresh = [
             (chunk_id, part)
@@ -202,7 +220,7 @@ class DiskChunkStore(ClosingDatabase):
         used, count = self._used + added, self._count + len(fresh)
         wb = self._db.write_batch(sync=True)
         for chunk_id, _ in fresh:
-            wb.put(LEN_PREFIX + chunk_id, _U64.pack(len(new[chunk_id])))
+            wb.put(LEN_PREFIX + chunk_id, _RECORD.pack(len(new[chunk_id]), crcs[chunk_id]))
         wb.put(USED_KEY, _U64.pack(used))
         wb.put(COUNT_KEY, _U64.pack(count))
         wb.write()
@@ -211,27 +229,36 @@ class DiskChunkStore(ClosingDatabase):
     def get(self, chunk_id: bytes) -> bytes:
         check_id(chunk_id)
         self._check_open()
-        size = self._size(chunk_id)
-        if size is None:
+        with self._guard():
+            raw: bytes | None = self._db.get(LEN_PREFIX + chunk_id)
+        if raw is None:
             raise ChunkNotFoundError(chunk_id)
+        size, crc = self._record(raw)
         try:
             with open(self._file(chunk_id), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            if self._size(chunk_id) is None:  # deleted meanwhile
+            if not self.has(chunk_id):  # deleted meanwhile
                 raise ChunkNotFoundError(chunk_id) from None
             raise ChunkCorruptError(chunk_id, "its bytes are missing") from None
         except OSError as e:
             raise ChunkCorruptError(chunk_id, f"its file cannot be read ({e.strerror})") from e
+        if len(data) == size and crc is not None and zlib.crc32(data) == crc:
+            return data
+        # No CRC yet (a format-2 record), or a mismatch: the Merkle root decides.
         if not chunk_ok(chunk_id, data, size):
             raise ChunkCorruptError(chunk_id)
+        self._add_crc(chunk_id, raw, _RECORD.pack(size, zlib.crc32(data)))
         return data
 
-    def _size(self, chunk_id: bytes) -> int | None:
-        """The recorded size of a held chunk; None if it is not held."""
-        with self._guard():
-            raw: bytes | None = self._db.get(LEN_PREFIX + chunk_id)
-        return None if raw is None else self._u64(raw, "a chunk's size record")
+    def _add_crc(self, chunk_id: bytes, old: bytes, new: bytes) -> None:
+        """Replace a chunk's record ``old`` by ``new`` (its size and CRC), unless a
+        delete or another read changed it meanwhile. Not synced: a record lost
+        to a crash only means one more Merkle check."""
+        key = LEN_PREFIX + chunk_id
+        with self._lock, self._guard():
+            if not self._closed and self._db.get(key) == old:
+                self._db.put(key, new)
 
     def has(self, chunk_id: bytes) -> bool:
         check_id(chunk_id)
@@ -246,7 +273,7 @@ class DiskChunkStore(ClosingDatabase):
             raw: bytes | None = self._db.get(LEN_PREFIX + chunk_id)
             if raw is None:
                 return False
-            size = self._u64(raw, "a chunk's size record")
+            size, _ = self._record(raw)
             # Only tampering can make size exceed the counters; never go negative.
             used, count = max(0, self._used - size), max(0, self._count - 1)
             wb = self._db.write_batch(sync=True)
@@ -281,7 +308,7 @@ class DiskChunkStore(ClosingDatabase):
             with snap.iterator(prefix=LEN_PREFIX) as it:
                 for key, value in it:
                     chunk_id = self._id_of(key)
-                    size = _U64.unpack(value)[0] if len(value) == _U64.size else -1
+                    size = _U64.unpack_from(value)[0] if len(value) in _RECORD_SIZES else -1
                     try:
                         with open(self._file(chunk_id), "rb") as f:
                             data: bytes | None = f.read()
@@ -320,18 +347,19 @@ class DiskChunkStore(ClosingDatabase):
             if len(raw) != _U32.size:
                 raise StoreCorruptError(self._path, f"version record of {len(raw)} bytes")
             (version,) = _U32.unpack(raw)
-            if version not in (V1_FORMAT_VERSION, FORMAT_VERSION):
+            if version not in (V1_FORMAT_VERSION, V2_FORMAT_VERSION, FORMAT_VERSION):
                 raise StoreVersionError(self._path, version, FORMAT_VERSION)
-            self._from_v1 = version == V1_FORMAT_VERSION
+            self._from_version = version
             used = self._u64(self._db.get(USED_KEY), "the used-bytes counter")
             count = self._u64(self._db.get(COUNT_KEY), "the chunk counter")
             return used, count
 
     def _upgrade_v1(self) -> None:
         """Move the chunk bytes of a format-1 store (``cs/data/<id>`` records) into
-        files, then drop those records and write version 2 in one batch. A crash
-        before that batch leaves a version-1 store, upgraded again at the next open."""
-        log.info("chunk store %s: upgrading format 1 to 2 (chunk bytes to files)", self._path)
+        files, then drop those records and write version 3 in one batch (its size
+        records are valid format-3 records). A crash before that batch leaves a
+        version-1 store, upgraded again at the next open."""
+        log.info("chunk store %s: upgrading format 1 to 3 (chunk bytes to files)", self._path)
         moved = 0
         with self._guard():
             with self._db.iterator(prefix=V1_DATA_PREFIX) as it:
@@ -349,8 +377,19 @@ class DiskChunkStore(ClosingDatabase):
                     wb.delete(key)
             wb.put(VERSION_KEY, _U32.pack(FORMAT_VERSION))
             wb.write()
-        self._from_v1 = False
+        self._from_version = FORMAT_VERSION
         log.info("chunk store %s: upgraded, %d chunks moved to files", self._path, moved)
+
+    def _upgrade_v2(self) -> None:
+        """Format 2's records (a size, no CRC) are valid in format 3: write the new
+        version. Each chunk gets its CRC at its first read."""
+        with self._guard():
+            self._db.put(VERSION_KEY, _U32.pack(FORMAT_VERSION), sync=True)
+        self._from_version = FORMAT_VERSION
+        log.info(
+            "chunk store %s: upgraded format 2 to 3 (chunk CRCs added as chunks are read)",
+            self._path,
+        )
 
     def _prepare_chunk_dirs(self) -> None:
         """Create ``chunks/00`` .. ``chunks/ff`` once, so a put never creates a directory."""
@@ -416,11 +455,21 @@ class DiskChunkStore(ClosingDatabase):
         value: int = _U64.unpack(raw)[0]
         return value
 
+    def _record(self, raw: bytes) -> tuple[int, int | None]:
+        """A chunk's record: its size, and the CRC-32 of its bytes if recorded."""
+        if len(raw) == _RECORD.size:
+            size, crc = _RECORD.unpack(raw)
+            return size, crc
+        return self._u64(raw, "a chunk's record"), None
+
     def _id_of(self, key: bytes) -> bytes:
         chunk_id = key[len(LEN_PREFIX) :]
         if len(chunk_id) != CHUNK_ID_SIZE:
             raise StoreCorruptError(self._path, f"malformed key {key!r}")
         return chunk_id
+
+
+_RECORD_SIZES: Final = (_U64.size, _RECORD.size)
 
 
 def _sync_dir(path: str) -> None:

@@ -7,11 +7,14 @@ import errno
 import logging
 import os
 import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import plyvel
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storenode.coding.merkle import merkle_root
 from storenode.store import (
@@ -69,11 +72,11 @@ def test_raw_layout_matches_the_spec(tmp_path: Path) -> None:
     db = raw_db(tmp_path / "s")
     try:
         assert dict(db.iterator()) == {
-            b"cs/meta/version": b"\x00\x00\x00\x02",
+            b"cs/meta/version": b"\x00\x00\x00\x03",
             b"cs/meta/used": struct.pack(">Q", 1510),
             b"cs/meta/count": struct.pack(">Q", 2),
-            b"cs/len/" + a: struct.pack(">Q", 1500),
-            b"cs/len/" + b: struct.pack(">Q", 10),
+            b"cs/len/" + a: struct.pack(">QI", 1500, zlib.crc32(da)),
+            b"cs/len/" + b: struct.pack(">QI", 10, zlib.crc32(db_)),
         }
     finally:
         db.close()
@@ -179,7 +182,7 @@ def test_a_format_1_store_is_upgraded_in_place_on_open(tmp_path: Path) -> None:
         assert store.scrub().clean
     db = raw_db(tmp_path / "s")
     try:
-        assert db.get(b"cs/meta/version") == struct.pack(">I", 2)
+        assert db.get(b"cs/meta/version") == struct.pack(">I", 3)
         assert list(db.iterator(prefix=b"cs/data/")) == []
     finally:
         db.close()
@@ -229,11 +232,11 @@ def test_missing_store_is_not_created_unless_asked(tmp_path: Path) -> None:
 def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
     DiskChunkStore(tmp_path / "s", capacity=10).close()
     db = raw_db(tmp_path / "s")
-    db.put(b"cs/meta/version", struct.pack(">I", 3))
+    db.put(b"cs/meta/version", struct.pack(">I", 4))
     db.close()
     with pytest.raises(StoreVersionError) as err:
         DiskChunkStore(tmp_path / "s", capacity=10)
-    assert (err.value.found, err.value.supported) == (3, 2)
+    assert (err.value.found, err.value.supported) == (4, 3)
     # The refused open released the database: it can be opened again.
     raw_db(tmp_path / "s").close()
 
@@ -321,3 +324,116 @@ def test_store_over_a_lowered_capacity_still_serves_but_accepts_nothing_new(
             store.put(*new)
         store.delete(held[0])
         store.put(*new)
+
+
+def _format_2_store(path: Path, chunks: list[tuple[bytes, bytes]]) -> None:
+    """A store as format 2 left it: size records without a CRC."""
+    with DiskChunkStore(path, capacity=1 << 20) as store:
+        store.put_many(chunks)
+    db = raw_db(path)
+    try:
+        db.put(b"cs/meta/version", struct.pack(">I", 2))
+        for cid, data in chunks:
+            db.put(b"cs/len/" + cid, struct.pack(">Q", len(data)))
+    finally:
+        db.close()
+
+
+def test_a_format_2_store_opens_as_format_3_and_gains_crcs_as_chunks_are_read(
+    tmp_path: Path,
+) -> None:
+    chunks = [chunk(n, 800 * (n + 1)) for n in range(3)]
+    _format_2_store(tmp_path / "s", chunks)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        assert (store.chunk_count, store.used_bytes) == (3, 800 + 1600 + 2400)
+        assert store.get(chunks[0][0]) == chunks[0][1]
+        assert store.scrub().clean
+    db = raw_db(tmp_path / "s")
+    try:
+        assert db.get(b"cs/meta/version") == struct.pack(">I", 3)
+        first, second = (db.get(b"cs/len/" + cid) for cid, _ in chunks[:2])
+    finally:
+        db.close()
+    assert first == struct.pack(">QI", 800, zlib.crc32(chunks[0][1]))
+    assert second == struct.pack(">Q", 1600), "a chunk not read yet keeps its format-2 record"
+
+
+def test_a_format_2_chunk_with_damaged_bytes_is_still_refused(tmp_path: Path) -> None:
+    """Without a CRC the Merkle root is checked, and bad bytes never get a CRC."""
+    cid, data = chunk(1)
+    _format_2_store(tmp_path / "s", [(cid, data)])
+    damaged = bytearray(data)
+    damaged[1234] ^= 0x01
+    chunk_file(tmp_path / "s", cid).write_bytes(damaged)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        for _ in range(2):
+            with pytest.raises(ChunkCorruptError):
+                store.get(cid)
+    db = raw_db(tmp_path / "s")
+    try:
+        assert db.get(b"cs/len/" + cid) == struct.pack(">Q", len(data))
+    finally:
+        db.close()
+
+
+def test_a_damaged_crc_over_good_bytes_is_corrected_not_refused(tmp_path: Path) -> None:
+    cid, data = chunk(1)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+    db = raw_db(tmp_path / "s")
+    db.put(b"cs/len/" + cid, struct.pack(">QI", len(data), zlib.crc32(data) ^ 1))
+    db.close()
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        assert store.get(cid) == data
+    db = raw_db(tmp_path / "s")
+    try:
+        assert db.get(b"cs/len/" + cid) == struct.pack(">QI", len(data), zlib.crc32(data))
+    finally:
+        db.close()
+
+
+def test_a_record_of_the_wrong_length_is_a_corrupt_store(tmp_path: Path) -> None:
+    cid, data = chunk(1)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+    db = raw_db(tmp_path / "s")
+    db.put(b"cs/len/" + cid, b"\x00" * 10)
+    db.close()
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        with pytest.raises(StoreCorruptError, match="record"):
+            store.get(cid)
+        assert store.scrub().corrupt == (cid,)
+
+
+_DAMAGE_CHUNK = chunk(7, 5000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    damage=st.lists(
+        st.tuples(st.integers(0, 4999), st.integers(1, 255)),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda d: d[0],
+    ),
+    cut=st.sampled_from([None, 0, 1, 4999, 5001]),
+)
+def test_damaged_bytes_are_never_served(
+    tmp_path_factory: pytest.TempPathFactory, damage: list[tuple[int, int]], cut: int | None
+) -> None:
+    """Any bytes flipped (up to four), or the file cut short or grown: a read refuses
+    it, whether the CRC or the Merkle root catches it."""
+    cid, data = _DAMAGE_CHUNK
+    path = tmp_path_factory.mktemp("s") / "s"
+    with DiskChunkStore(path, capacity=1 << 20) as store:
+        store.put(cid, data)
+    damaged = bytearray(data)
+    for at, mask in damage:
+        damaged[at] ^= mask
+    if cut is not None:
+        damaged = (damaged + b"x")[:cut]
+    chunk_file(path, cid).write_bytes(damaged)
+    with DiskChunkStore(path, capacity=1 << 20) as store:
+        with pytest.raises(ChunkCorruptError):
+            store.get(cid)
+        assert store.scrub().corrupt == (cid,)
