@@ -20,8 +20,8 @@ each its own process on 127.0.0.1), then for each size and each rep a fresh file
 * ``fetch_MBps``: the wall time of ``storenode --home DIR/publisher fetch CID
   -o OUT --json`` (start-up included, as in ``tahoe get``);
   ``fetch_read_MBps``: the file size over the seconds the command reports
-  (from the work opened, manifest and providers found, to the file written
-  and synced); ``fetch_gateway_MBps``: a plain HTTP GET of
+  (from the work opened, manifest and providers found, to the file written;
+  neither it nor ``tahoe get`` syncs it); ``fetch_gateway_MBps``: a plain HTTP GET of
   ``/content/<cid>`` on the gateway, first request byte to last body byte.
   Both outputs are checked against the input's SHA-256.
 

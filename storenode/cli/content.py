@@ -6,7 +6,8 @@ providers from the DHT, the stripes from many hosts at once, a priced work
 bought on the way if its price is within ``client.spending_cap``.
 
 * ``fetch`` writes the work to a temporary file beside FILE and renames it
-  into place once whole (an existing FILE is left alone unless ``--force``),
+  into place once whole (an existing FILE is left alone unless ``--force``;
+  like ``cp`` and ``curl -o``, it leaves flushing to disk to the kernel),
   with a progress bar on a terminal's stderr, then a summary (bytes, seconds,
   MB/s, hosts used), or with ``--json`` ``{"cid", "path", "bytes", "seconds",
   "hosts"}``. A work whose manifest the registry does not vouch for is
@@ -80,7 +81,6 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool) -> dict[str,
                     # in a thread: a slow disk must not stall the requests in flight
                     await trio.to_thread.run_sync(_write, out, piece, check)
                     bar.advance(task, len(piece))
-                await trio.to_thread.run_sync(_sync, out)
             if check is not None and check.digest() != cid:
                 raise ContentCorruptError(
                     f"the bytes read do not hash to {cid.hex()}: the manifest found for it "
@@ -104,11 +104,6 @@ def _write(out: Any, piece: bytes, check: Any) -> None:
     out.write(piece)
     if check is not None:
         check.update(piece)
-
-
-def _sync(out: Any) -> None:
-    out.flush()
-    os.fsync(out.fileno())
 
 
 def _render(console: Console, doc: dict[str, Any]) -> None:
