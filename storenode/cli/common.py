@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from storenode.cli.amounts import format_amount
 
@@ -183,9 +183,40 @@ def exit_code(exc: Exception) -> int | None:
     return None
 
 
-def transfer_bar(*, show: bool, transient: bool = False) -> Progress:
+class Bar(Protocol):
+    """What the commands use of a progress bar (rich's ``Progress`` has it)."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any: ...
+    def add_task(self, description: str, *, total: float | None = ...) -> Any: ...
+    def advance(self, task_id: Any, advance: float = ...) -> None: ...
+
+
+class _NoBar:
+    """A bar that draws nothing, for output that is not a terminal: it spares the
+    command importing rich (~40 ms of its start-up)."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        return None
+
+    def add_task(self, description: str, *, total: float | None = None) -> int:
+        return 0
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        return None
+
+
+def transfer_bar(*, show: bool, transient: bool = False) -> Bar:
     """A rich progress bar of bytes on stderr (name, bar, bytes, speed, time left);
     ``show`` false: a bar that draws nothing, so callers need no second path."""
+    return rich_bar(transient=transient) if show else _NoBar()
+
+
+def rich_bar(*, transient: bool = False) -> Progress:
+    """The rich progress bar of :func:`transfer_bar`, always drawn."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -203,6 +234,5 @@ def transfer_bar(*, show: bool, transient: bool = False) -> Progress:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
-        disable=not show,
         transient=transient,
     )

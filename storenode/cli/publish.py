@@ -13,6 +13,7 @@ left as it is (``unchanged``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,8 @@ from storenode.cli.common import (
     command,
     emit,
     home_of,
+    rich_bar,
     to_hex,
-    transfer_bar,
     usage_error,
 )
 
@@ -111,10 +112,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         author=args.author,
     )
     show_bar = not args.json and sys.stderr.isatty()
-    bar = transfer_bar(show=show_bar)
-    progress = BarProgress(bar) if show_bar else None
+    bar = rich_bar() if show_bar else None
+    progress = None if bar is None else BarProgress(bar)
     try:
-        with bar:
+        with bar or contextlib.nullcontext():
             results = trio.run(publish_all, home, works, options, progress)
     except KeyboardInterrupt:
         sys.stderr.write("storenode: interrupted; run the same command again to resume\n")
