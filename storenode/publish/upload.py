@@ -7,7 +7,9 @@ acknowledged to that host's queue; a few tasks per host send them as
 ``chunk.put_many`` (what is queued, up to 4 MiB per request), so about
 ``per_host`` chunks are in flight to each host and a slow host does not stall
 the others until its queue is full. Batching saves each chunk a request, a
-thread hop and an index commit on the host. Shards 0..k-1 are views of the
+thread hop and an index commit on the host. A host of a version without
+``chunk.put_many`` (it answers ``UNKNOWN_TYPE``) gets its chunks one
+``chunk.put`` each. Shards 0..k-1 are views of the
 mapped file: nothing is copied before the wire encrypts it.
 
 A request a host does not answer (no connection, a timeout, ``BUSY``) is
@@ -43,6 +45,7 @@ from storenode.host.messages import (
     ManifestPut,
     ManifestStored,
     Placement,
+    Stored,
     StoredMany,
 )
 from storenode.net.dht import DhtService
@@ -98,6 +101,8 @@ class Uploader:
         self.dht = dht
         self.saver = saver
         self.coding = coding
+        self.single_puts: set[bytes] = set()
+        """Hosts (public keys) that do not know ``chunk.put_many``."""
 
     async def upload(self, work: Work, options: PublishOptions, progress: Progress) -> None:
         """Code the stripes again and send each shard a host has not acknowledged."""
@@ -201,7 +206,28 @@ class Uploader:
                     for _, s, i, data in shards
                 ]
                 what = _describe(shards, work.file.name)
-                reply = await self.request(entry, ChunkPutMany(puts), what, options)
+                await self._put(entry, puts, what, options)
+                work.acked[h].update(pos for pos, _, _, _ in shards)
+                work.dirty = True
+                progress.advance(sum(len(data) for _, _, _, data in shards))
+
+    async def _put(
+        self, entry: HostEntry, puts: list[ChunkPut], what: str, options: PublishOptions
+    ) -> None:
+        """Store ``puts`` on the host: one ``chunk.put_many``, or one ``chunk.put``
+        each if the host does not know ``chunk.put_many``."""
+        if entry.public_key not in self.single_puts:
+            try:
+                reply = await self.request(
+                    entry, ChunkPutMany(puts), what, options, unknown_type_ok=True
+                )
+            except RemoteError:  # UNKNOWN_TYPE: a host of an older version
+                log.info(
+                    "host %s does not know chunk.put_many: sending it one chunk per request",
+                    entry.who,
+                )
+                self.single_puts.add(entry.public_key)
+            else:
                 if not isinstance(reply, StoredMany) or reply.chunk_ids != [
                     put.chunk_id for put in puts
                 ]:
@@ -209,15 +235,28 @@ class Uploader:
                         f"host {entry.who} answered {what} with something else than its "
                         f"acknowledgement; {RESUME_HINT}"
                     )
-                work.acked[h].update(pos for pos, _, _, _ in shards)
-                work.dirty = True
-                progress.advance(sum(len(data) for _, _, _, data in shards))
+                return
+        for put in puts:
+            reply = await self.request(entry, put, what, options)
+            if not isinstance(reply, Stored) or reply.chunk_id != put.chunk_id:
+                raise HostRefusedError(
+                    f"host {entry.who} answered {what} with something else than its "
+                    f"acknowledgement; {RESUME_HINT}"
+                )
 
     async def request(
-        self, entry: HostEntry, body: msgspec.Struct, what: str, options: PublishOptions
+        self,
+        entry: HostEntry,
+        body: msgspec.Struct,
+        what: str,
+        options: PublishOptions,
+        *,
+        unknown_type_ok: bool = False,
     ) -> msgspec.Struct:
         """``body``'s reply from a host of an opened contract, tried again while the
-        host does not answer; :class:`HostRefusedError` or :class:`HostFailedError`."""
+        host does not answer; :class:`HostRefusedError` or :class:`HostFailedError`
+        (with ``unknown_type_ok``, the :class:`RemoteError` of a host that does not
+        know the request's type)."""
         peer = PeerSpec(entry.public_key, entry.host, entry.port)
         delay = options.retry_delay
         last = ""
@@ -228,6 +267,8 @@ class Uploader:
             try:
                 return await self.rpc.request(peer, body, timeout=options.put_timeout)
             except RemoteError as exc:
+                if unknown_type_ok and exc.code == ErrorCode.UNKNOWN_TYPE:
+                    raise
                 if exc.code not in _RETRYABLE:
                     raise HostRefusedError(
                         f"host {entry.who} refused {what}: {exc.message}; fix what it says, "

@@ -146,6 +146,15 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self._types
 
+    def without(self, *names: str) -> Registry:
+        """A registry of the same types except ``names``: what a node of an older
+        version knows (for tests of how newer nodes deal with it)."""
+        other = Registry()
+        for name, t in self._types.items():
+            if name not in names:
+                other.register(name, t.request, t.response)
+        return other
+
     def names(self) -> list[str]:
         """Every registered type name, sorted."""
         return sorted(self._types)

@@ -60,6 +60,7 @@ from storenode.publish.records import (
     hosts_key,
     manifest_key,
 )
+from storenode.wire.messages import default_registry
 
 pytestmark = pytest.mark.slow
 
@@ -315,6 +316,32 @@ class CancelAt:
 
     def finish(self, result: WorkResult) -> None:
         pass
+
+
+async def test_hosts_of_an_older_version_get_their_chunks_one_per_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three of the six hosts do not know ``chunk.put_many`` (they answer
+    UNKNOWN_TYPE, as a version before it does): each stripe has at least one of
+    them among its four hosts, and the publish still stores every chunk."""
+    caplog.set_level(logging.INFO, logger="storenode.publish")
+    async with local_net(tmp_path) as net:
+        older = ["node-1", "node-3", "node-5"]
+        for name in older:
+            net.hosts[name].rpc.registry = default_registry.without("chunk.put_many")
+        (work,) = write_works(tmp_path / "one", {"a.wav": 3_000_000})
+
+        (result,) = await publish(net, [work], options())
+
+        assert result.status == "published"
+        check_stored(net, work, result)
+        older_addresses = {net.hosts[name].identity.address for name in older}
+        assert older_addresses & set(result.hosts)
+    told = [
+        r.getMessage() for r in caplog.records if "does not know chunk.put_many" in r.getMessage()
+    ]
+    assert told, "the fallback was never taken"
+    assert all(any(address_hex(a) in m for a in older_addresses) for m in told)
 
 
 async def test_a_publish_interrupted_after_the_contracts_resumes_and_completes(
