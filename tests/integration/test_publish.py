@@ -36,7 +36,7 @@ from storenode.dht import Contact
 from storenode.home import Home, init_home, open_home
 from storenode.host.daemon import HostNode
 from storenode.host.messages import ContractAccepted, ContractProposal
-from storenode.identity import Identity, address_hex
+from storenode.identity import Identity, address_hex, keccak256
 from storenode.localnet import init_localnet
 from storenode.localnet.homes import HOST_PRICE
 from storenode.net.dht import open_dht_node
@@ -51,6 +51,7 @@ from storenode.publish.pipeline import (
     WorkResult,
     open_publisher,
 )
+from storenode.publish.placement import shard_target
 from storenode.publish.records import (
     HOST_AD_TTL,
     HostAd,
@@ -182,6 +183,22 @@ def check_stored(net: Net, work: WorkFile, result: WorkResult) -> None:
     assert result.length == work.path.stat().st_size
 
 
+def _closest_to_the_first_shard(work: WorkFile, net: Net) -> Identity:
+    """An identity whose node id is nearer than every host's to the target of
+    shard 0 of stripe 0, so that placement gives it that shard (all reputations
+    are 0 on a new chain): its contract is certainly proposed."""
+    target = int.from_bytes(shard_target(keccak256(work.path.read_bytes()), 0, 0), "big")
+
+    def distance(identity: Identity) -> int:
+        return int.from_bytes(identity.node_id, "big") ^ target
+
+    nearest = min(distance(r.node.identity) for r in net.running.values())
+    while True:
+        rogue = Identity.generate()
+        if distance(rogue) < nearest:
+            return rogue
+
+
 async def nonce_of(net: Net) -> int:
     async with open_home_client(net.publisher) as client:
         return (await client.call_account(net.publisher.identity().address)).next_nonce
@@ -265,7 +282,6 @@ async def test_a_host_whose_acceptance_does_not_verify_is_left_out(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="storenode.publish")
-    rogue = Identity.generate()
 
     async def accept_without_signing(
         conn: PeerConnection, body: msgspec.Struct
@@ -273,22 +289,26 @@ async def test_a_host_whose_acceptance_does_not_verify_is_left_out(
         assert isinstance(body, ContractProposal)
         return ContractAccepted(contract_id(_terms_decoder.decode(body.terms)), bytes(64))
 
-    async with local_net(tmp_path) as net, open_dht_node(rogue) as dht:
-        dht.rpc.route("contract.propose", accept_without_signing)
-        seed = net.validator
-        await dht.bootstrap([Contact(seed.identity.public_key, "127.0.0.1", seed.port)])
-        assert dht.rpc.port is not None
-        chain = seed.chain.genesis.chain_id
-        ad = HostAd(rogue.public_key, "127.0.0.1", dht.rpc.port, 0, chain, "1", 0, 10**6, 1 << 40)
-        directory = hosts_key(host_bucket(rogue.public_key))
-        assert await dht.publish(directory, encode_host_ad(ad), ttl=HOST_AD_TTL) > 0
+    async with local_net(tmp_path) as net:
         (work,) = write_works(tmp_path / "one", {"a.wav": 8_000_000})
+        rogue = _closest_to_the_first_shard(work, net)
+        async with open_dht_node(rogue) as dht:
+            dht.rpc.route("contract.propose", accept_without_signing)
+            seed = net.validator
+            await dht.bootstrap([Contact(seed.identity.public_key, "127.0.0.1", seed.port)])
+            assert dht.rpc.port is not None
+            chain = seed.chain.genesis.chain_id
+            ad = HostAd(
+                rogue.public_key, "127.0.0.1", dht.rpc.port, 0, chain, "1", 0, 10**6, 1 << 40
+            )
+            directory = hosts_key(host_bucket(rogue.public_key))
+            assert await dht.publish(directory, encode_host_ad(ad), ttl=HOST_AD_TTL) > 0
 
-        (result,) = await publish(net, [work], options())
+            (result,) = await publish(net, [work], options())
 
-        assert result.status == "published"
-        assert rogue.address not in result.hosts
-        check_stored(net, work, result)
+            assert result.status == "published"
+            assert rogue.address not in result.hosts
+            check_stored(net, work, result)
     warnings = [r.getMessage() for r in caplog.records if r.name.startswith("storenode.publish")]
     assert any(
         address_hex(rogue.address) in w and "an acceptance that does not verify" in w
