@@ -1,7 +1,7 @@
 """Clients of storenode nodes: the ledger client the wallet and chain commands
 use (:mod:`storenode.client.ledger`), and the reader of works — the fetcher
-(:mod:`storenode.client.fetch`, its scheduler in
-:mod:`storenode.client.scheduler`) behind ``storenode fetch``/``stream`` and
+(:mod:`storenode.client.fetch`; one read in :mod:`storenode.client.reading`,
+its scheduler in :mod:`storenode.client.scheduler`) behind ``storenode fetch``/``stream`` and
 the HTTP gateway, through the :class:`ContentSource` seam
 (:mod:`storenode.client.content`)."""
 
