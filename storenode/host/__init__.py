@@ -11,7 +11,10 @@
 * :mod:`~storenode.host.prover`: answering every window's challenge;
 * :mod:`~storenode.host.earnings`: what the contracts earned and burned;
 * :mod:`~storenode.host.daemon`: ``HostNode``, all of it on one node
-  (built by :func:`storenode.node.open_host_node`).
+  (built by :func:`storenode.node.open_host_node`), with its parts:
+  :mod:`~storenode.host.announcing` (the ad and records in the DHT),
+  :mod:`~storenode.host.handlers` (contract and manifest requests) and
+  :mod:`~storenode.host.following` (what it does after each block).
 
 Only the messages and the chunk service are imported here: a publisher or a
 client that speaks to hosts needs no more.
