@@ -138,8 +138,17 @@ R = TypeVar("R")
 
 
 def decoder(type_: type[R]) -> msgspec.msgpack.Decoder[R]:
-    """A msgpack decoder for ``type_`` that knows :class:`Amount`."""
+    """A msgpack decoder for ``type_`` that knows :class:`Amount`; on bad bytes it
+    raises one of :data:`DECODE_ERRORS`."""
     return msgspec.msgpack.Decoder(type_, dec_hook=_dec_hook)
+
+
+DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+"""What a :func:`decoder` raises on bad bytes: msgspec's DecodeError (a
+ValidationError is one), UnicodeDecodeError for a str that is not UTF-8, and
+RecursionError for nesting deeper than the interpreter's recursion limit (an
+Amount is read as any msgpack value before the hook checks it is a bin, so a
+few KiB of nested arrays in its place get that far)."""
 
 
 def sha256(*parts: bytes) -> bytes:

@@ -19,7 +19,17 @@ from typing import Annotated, Final
 
 import msgspec
 
-from contracts.encoding import Address, Amount, Bps, ChainId, Record, decoder, encode, sha256
+from contracts.encoding import (
+    DECODE_ERRORS,
+    Address,
+    Amount,
+    Bps,
+    ChainId,
+    Record,
+    decoder,
+    encode,
+    sha256,
+)
 from contracts.errors import TxMalformedError, TxOversizeError, TxSignatureInvalidError
 from storenode.coding.merkle import SEGMENT_SIZE
 from storenode.identity import Identity, KeyInvalidError, SignatureInvalidError, address_of, verify
@@ -236,7 +246,7 @@ def decode_tx(raw: bytes | bytearray | memoryview) -> SignedTx:
         raise TxOversizeError(f"a transaction is at most {MAX_TX_SIZE} bytes, not {len(data)}")
     try:
         signed = _SIGNED_DECODER.decode(data)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+    except DECODE_ERRORS as exc:
         raise TxMalformedError(f"not a transaction: {exc}") from None
     if encode(signed) != data:
         raise TxMalformedError("not the canonical encoding of the transaction it decodes to")

@@ -62,5 +62,6 @@ def encode_contact(contact: Contact) -> bytes:
 
 def decode_contact(data: bytes) -> Contact:
     """Decode and validate a contact; raises :class:`msgspec.DecodeError` (a
-    :class:`msgspec.ValidationError` for a valid msgpack of the wrong shape)."""
+    :class:`msgspec.ValidationError` for a valid msgpack of the wrong shape), or
+    :class:`UnicodeDecodeError` for a host that is not UTF-8."""
     return _decoder.decode(data)

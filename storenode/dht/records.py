@@ -145,7 +145,7 @@ def parse_provider(record: Record) -> Contact:
     (``BAD_PROVIDER``) unless the value is a contact whose key is the owner."""
     try:
         contact = decode_contact(record.value)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # a host that is not UTF-8
         raise RecordInvalidError(RecordRejection.BAD_PROVIDER, str(e)) from None
     if contact.key != record.owner:
         raise RecordInvalidError(RecordRejection.BAD_PROVIDER, "the contact is not the owner's")

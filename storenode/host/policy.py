@@ -34,9 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import msgspec
-
-from contracts.encoding import BPS, decoder, encode, format_tokens
+from contracts.encoding import BPS, DECODE_ERRORS, decoder, encode, format_tokens
 from contracts.entries import Params
 from contracts.state import State
 from contracts.tx import ContractTerms
@@ -107,7 +105,7 @@ def decode_terms(raw: bytes) -> ContractTerms:
     the canonical encoding of a ``ContractTerms`` (the bytes the host signs)."""
     try:
         terms = _terms_decoder.decode(raw)
-    except msgspec.DecodeError as e:
+    except DECODE_ERRORS as e:
         why = f"the terms are not contract terms: {e}"
         raise RefusedError(why, ErrorCode.BAD_REQUEST) from None
     if encode(terms) != raw:

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from contracts import Params, State, genesis_state
-from contracts.encoding import Address, Amount, Record, decoder, encode
+from contracts.encoding import MAX_AMOUNT, Address, Amount, Record, decoder, encode
 from contracts.errors import GenesisInvalidError as ContractGenesisInvalidError
 from storenode.identity import KeyInvalidError, SignatureInvalidError, verify
 from storenode.ledger.block import MAX_BLOCK_SIZE, MAX_BLOCK_TXS
@@ -119,7 +119,7 @@ def check_genesis(genesis: Genesis) -> Genesis:
     contracts accept."""
     try:
         _DECODER.decode(encode(genesis))
-    except (msgspec.DecodeError, NotImplementedError) as exc:
+    except (msgspec.DecodeError, NotImplementedError, OverflowError) as exc:  # int beyond u64
         raise GenesisInvalidError(f"the genesis is out of bounds: {exc}") from None
     if len(set(genesis.validators)) != len(genesis.validators):
         raise GenesisInvalidError("a validator is listed twice")
@@ -212,7 +212,7 @@ def genesis_from_json(text: bytes | str) -> Genesis:
     """Parse a genesis file; :class:`GenesisInvalidError` says what is wrong with it."""
     try:
         doc = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise GenesisInvalidError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise GenesisInvalidError("a genesis file is one JSON object")
@@ -226,12 +226,15 @@ def genesis_from_json(text: bytes | str) -> Genesis:
         raise GenesisInvalidError(f"genesis version {doc['version']!r}; this reads 1")
     chain_id = _typed(doc["chain_id"], str, "chain_id")
     params_doc = _typed(doc["params"], dict, "params")
-    amount_fields = {f.name for f in msgspec.structs.fields(Params) if f.type is Amount}
+    fields = {f.name: f.type for f in msgspec.structs.fields(Params) if f.name != "chain_id"}
     params: dict[str, Any] = {}
     for name, value in params_doc.items():
         if name == "chain_id":
             raise GenesisInvalidError("params.chain_id: the chain id is the top-level chain_id")
-        params[name] = _amount(value, f"params.{name}") if name in amount_fields else value
+        if name not in fields:
+            raise GenesisInvalidError(f"params.{name}: no such parameter; known: {sorted(fields)}")
+        what = f"params.{name}"
+        params[name] = _amount(value, what) if fields[name] is Amount else _typed(value, int, what)
     validators = [
         _hex(v, 32, "validators[]") for v in _typed(doc["validators"], list, "validators")
     ]
@@ -266,6 +269,7 @@ def load_genesis(path: str | os.PathLike[str]) -> Genesis:
     return genesis_from_json(text)
 
 
+_MAX_AMOUNT_DIGITS: Final = len(str(MAX_AMOUNT))
 _JSON_NAMES: Final = {str: "string", int: "integer", list: "array", dict: "object"}
 
 
@@ -289,6 +293,8 @@ def _hex(value: Any, size: int, what: str) -> bytes:
 
 def _amount(value: Any, what: str) -> int:
     text = _typed(value, str, what)
-    if not text.isdigit() or not text.isascii():
-        raise GenesisInvalidError(f"{what} is a decimal string of base units, not {text!r}")
+    if not text.isdigit() or not text.isascii() or len(text) > _MAX_AMOUNT_DIGITS:
+        raise GenesisInvalidError(
+            f"{what} is a decimal string of base units below 2**256, not {text!r}"
+        )
     return int(text)

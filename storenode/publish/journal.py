@@ -35,7 +35,7 @@ from typing import Final
 
 import msgspec
 
-from contracts.encoding import decoder
+from contracts.encoding import DECODE_ERRORS, decoder
 from contracts.tx import ContractTerms
 from storenode.config import write_atomic
 from storenode.identity import address_hex, address_of
@@ -90,7 +90,7 @@ class HostEntry(msgspec.Struct, kw_only=True):
         """The accepted terms (:class:`JournalError` if there are none or they are damaged)."""
         try:
             return _terms_decoder.decode(bytes.fromhex(self.terms))
-        except (ValueError, msgspec.DecodeError) as exc:
+        except (ValueError, *DECODE_ERRORS) as exc:  # ValueError: not hex
             raise JournalError(
                 f"the journal's terms for host {self.key[:16]}… are damaged ({exc}): remove "
                 "the journal to start this work's publish over"
@@ -176,7 +176,7 @@ class JournalStore:
             raise JournalError(f"cannot read the publish journal {path}: {exc}") from None
         try:
             journal = _decoder.decode(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise JournalError(
                 f"the publish journal {path} is damaged ({exc}): remove it to start this "
                 "work's publish over"

@@ -126,7 +126,7 @@ def decode_host_ad(raw: bytes, *, owner: bytes) -> HostAd:
     """The ad in ``raw``; :class:`RecordFormatError` unless it is one and names ``owner``."""
     try:
         ad = _ad_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # ValidationError is a DecodeError
         raise RecordFormatError(f"not a host ad: {e}") from None
     if ad.key != owner:
         raise RecordFormatError("a host ad for another host than its record's owner")

@@ -1,5 +1,5 @@
-"""Canonical bytes: amounts, the transaction layout the spec documents, and
-entries read back from storage."""
+"""Canonical bytes: amounts, the transaction layout the spec documents, any
+bytes a peer sends as a transaction, and entries read back from storage."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ import hashlib
 
 import msgspec
 import pytest
-from contract_harness import ALICE, BOB
-from hypothesis import given
+from contract_harness import ALICE, BOB, fingerprint
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from mutations import mutations
 
 from contracts import (
     TOKEN,
     Amount,
     Burn,
+    ContractTerms,
+    OpenContract,
+    RegisterWork,
+    SignedTx,
     Transfer,
     Tx,
+    TxMalformedError,
     decode_tx,
     encode_tx,
     sign_tx,
@@ -24,7 +30,7 @@ from contracts import (
     tx_id,
     verify_tx,
 )
-from contracts.encoding import MAX_AMOUNT, Record, decoder, encode
+from contracts.encoding import MAX_AMOUNT, Record, amount_bytes, decoder, encode
 from contracts.entries import Account, account_key, decode_entry
 from contracts.events import Burned, BurnReason
 
@@ -110,6 +116,45 @@ def test_signing_with_a_key_other_than_the_sender_is_refused() -> None:
     tx = Tx("testnet", ALICE.public_key, 0, tokens(1), Burn(tokens(1)))
     with pytest.raises(ValueError):
         sign_tx(BOB, tx)
+
+
+def _signed(body: object) -> bytes:
+    return encode_tx(sign_tx(ALICE, Tx("testnet", ALICE.public_key, 3, tokens("0.001"), body)))
+
+
+TERMS = ContractTerms(
+    chain_id="testnet",
+    publisher=ALICE.public_key,
+    host=BOB.public_key,
+    root=fingerprint(1),
+    chunk_count=3,
+    chunk_size=2560,
+    price_per_window=tokens("0.5"),
+    windows=10,
+    window_blocks=4,
+    collateral=tokens(1),
+    accept_until=60,
+    salt=7,
+)
+AMOUNT_5 = msgspec.msgpack.encode(amount_bytes(tokens(5)))
+SIGNED_TXS = [
+    _signed(Transfer(BOB.address, tokens(5))),
+    _signed(RegisterWork(fingerprint(1), "Track 1", "1", "2024-01-01", "Alice", fingerprint(2))),
+    _signed(OpenContract(TERMS, bytes(64))),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.sampled_from(SIGNED_TXS).flatmap(mutations) | st.binary(max_size=300))
+@example(raw=SIGNED_TXS[0].replace(b"testnet", b"testne\xff"))  # a chain id that is not UTF-8
+@example(raw=SIGNED_TXS[1].replace(b"Track 1", b"Track \xc3"))
+@example(raw=SIGNED_TXS[0].replace(AMOUNT_5, b"\x91" * 3000 + b"\xc0"))  # nested past the limit
+def test_any_bytes_are_a_canonical_transaction_or_malformed(raw: bytes) -> None:
+    try:
+        signed = decode_tx(raw)
+    except TxMalformedError:  # TxOversizeError is one
+        return
+    assert isinstance(signed, SignedTx) and encode_tx(signed) == raw
 
 
 def test_entries_read_back_from_storage() -> None:

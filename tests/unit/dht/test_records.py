@@ -1,9 +1,13 @@
-"""Signed records: signatures, tampering, expiry, clock skew, sizes, providers."""
+"""Signed records: signatures, tampering, expiry, clock skew, sizes, providers, and any
+bytes a peer sends as one."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from mutations import mutations
 
 from storenode.dht import (
     RECORD_DOMAIN,
@@ -16,6 +20,7 @@ from storenode.dht import (
     provider_record,
     sign_record,
 )
+from storenode.dht.contact import encode_contact
 from storenode.dht.records import MAX_TTL, MAX_VALUE_SIZE, record_payload
 from storenode.identity import verify
 
@@ -184,3 +189,38 @@ def test_contacts_decode_from_provider_values() -> None:
     c = Contact(identity(1).public_key, "host.example", 443)
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(c), type=Contact) == c
     assert c.node_id == identity(1).node_id
+
+
+# -- whatever a peer sends ------------------------------------------------------------------
+
+HOST = identity(5)
+PROVIDED = provider_record(HOST, b"chunk", contact_of(HOST, 7000), NOW)
+RAW_PROVIDED = msgspec.msgpack.encode(PROVIDED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=mutations(PROVIDED.value) | st.binary(max_size=80))
+@example(value=PROVIDED.value.replace(b"127.0.0.1", b"127.0.0.\xff"))  # a host not UTF-8
+def test_any_provider_value_is_its_owners_contact_or_a_bad_provider(value: bytes) -> None:
+    record = msgspec.structs.replace(PROVIDED, value=value)
+    try:
+        contact = parse_provider(record)
+    except RecordInvalidError as e:
+        assert e.reason is RecordRejection.BAD_PROVIDER
+        return
+    assert contact.key == HOST.public_key and encode_contact(contact) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=mutations(RAW_PROVIDED))
+def test_a_changed_record_is_refused_by_its_shape_or_its_signature(raw: bytes) -> None:
+    try:
+        # what the wire registry does with a record in a message body
+        record = msgspec.msgpack.decode(raw, type=Record)
+    except msgspec.DecodeError:  # ValidationError is one; a Record holds no str
+        return
+    try:
+        RecordValidator().check(record, NOW)
+    except RecordInvalidError:
+        return
+    assert record == PROVIDED  # every field is signed: only the same record passes

@@ -12,12 +12,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
+from mutations import mutations
 
 from contracts import Amount, ContractTerms, Params, State, contract_id, genesis_state, tokens
-from contracts.encoding import encode
+from contracts.encoding import amount_bytes, encode
 from contracts.entries import (
     Listing,
     Receipt,
@@ -178,6 +179,23 @@ def test_terms_must_be_canonical_contract_terms() -> None:
         assert info.value.code == ErrorCode.BAD_REQUEST
 
 
+GOOD_TERMS = encode(good()[1])
+COLLATERAL = msgspec.msgpack.encode(amount_bytes(good()[1].collateral))
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=mutations(GOOD_TERMS) | st.binary(max_size=200))
+@example(raw=GOOD_TERMS.replace(b"testnet", b"testne\xff"))  # a chain id that is not UTF-8
+@example(raw=GOOD_TERMS.replace(COLLATERAL, b"\x91" * 3000 + b"\xc0"))  # nested past the limit
+def test_any_proposed_terms_are_canonical_contract_terms_or_a_bad_request(raw: bytes) -> None:
+    try:
+        terms = decode_terms(raw)
+    except RefusedError as e:
+        assert e.code == ErrorCode.BAD_REQUEST
+        return
+    assert encode(terms) == raw
+
+
 # -- uploads and reads -------------------------------------------------------------------------
 
 
@@ -277,3 +295,17 @@ def test_a_manifest_is_kept_only_if_it_verifies_and_lists_the_hosts_chunks() -> 
         check_manifest(forged, [contract_for(m, at(m, (0, 1)))])
     with pytest.raises(RefusedError, match="not a manifest"):
         read_manifest(msgspec.msgpack.encode([1, 2, 3]))
+
+
+MANIFEST, RAW_MANIFEST = work()
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=mutations(RAW_MANIFEST))
+def test_a_changed_manifest_from_a_peer_is_refused(raw: bytes) -> None:
+    contract = contract_for(MANIFEST, at(MANIFEST, (0, 1), (1, 3)))
+    try:
+        check_manifest(read_manifest(raw), [contract])
+    except RefusedError:
+        return
+    assert raw == RAW_MANIFEST  # the signature covers every byte a peer could change

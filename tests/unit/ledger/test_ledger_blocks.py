@@ -1,5 +1,5 @@
 """Blocks and the genesis: the documented bytes, hashes, signature domain,
-proposer schedule, and the genesis file."""
+proposer schedule, the genesis file, and whatever bytes a peer passes off as either."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from mutations import mutations
 
 from contracts import tokens
 from storenode.coding.merkle import leaf_hash, node_hash
@@ -134,6 +137,21 @@ def test_oversized_block_bytes_are_refused_before_decoding() -> None:
     assert info.value.reason == "oversize"
 
 
+BLOCK_TXS = [transfer(account(0), account(1).address, 5, n) for n in range(2)]
+RAW_BLOCK = encode_block(sign_block(PRODUCER, header(tx_root=tx_root(BLOCK_TXS)), BLOCK_TXS))
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=mutations(RAW_BLOCK) | st.binary(max_size=300))
+def test_any_bytes_are_a_canonical_block_or_refused(raw: bytes) -> None:
+    try:
+        block = decode_block(raw)
+    except BlockInvalidError as e:
+        assert e.reason in ("malformed", "oversize")
+        return
+    assert encode_block(block) == raw
+
+
 def test_signing_with_another_key_than_the_producer_is_refused() -> None:
     with pytest.raises(ValueError):
         sign_block(validator(1), header(), [])
@@ -208,3 +226,21 @@ def test_bad_genesis_file_is_refused_with_what_is_wrong(edit: object, words: str
     edit(doc)  # type: ignore[operator]
     with pytest.raises(GenesisInvalidError, match=words):
         genesis_from_json(json.dumps(doc))
+
+
+GENESIS_JSON = genesis_to_json(funded_genesis(2, validators=2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=mutations(GENESIS_JSON, "json") | st.binary(max_size=200))
+@example(text=GENESIS_JSON.replace(b'"testnet"', b'"testne\xff"'))  # not UTF-8
+@example(text=b"[" * 5000 + b"]" * 5000)  # nested past the recursion limit
+@example(text=GENESIS_JSON.replace(b'"time": 1700000000', b'"time": 1' + b"0" * 30))
+@example(text=GENESIS_JSON.replace(b'"burn_bps": ', b'"block_time": 1, "burn_bps": '))
+@example(text=GENESIS_JSON.replace(b'"min_fee": "', b'"min_fee": "' + b"1" * 5000))
+def test_any_genesis_file_is_a_genesis_or_says_what_is_wrong(text: bytes) -> None:
+    try:
+        genesis = genesis_from_json(text)
+    except GenesisInvalidError:
+        return
+    assert genesis_from_json(genesis_to_json(genesis)) == genesis

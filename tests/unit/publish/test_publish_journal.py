@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from mutations import mutations
 
 from contracts import ContractTerms, tokens
 from contracts.encoding import encode
@@ -154,3 +156,38 @@ def test_acknowledged_positions_and_stage_survive_a_round_trip(
     back = msgspec.json.decode(raw, type=Journal)
 
     assert back.hosts[0].acked == sorted(acked) and back.stage is stage
+
+
+def _saved() -> bytes:
+    entry = HostEntry(key=("11" * 32), host="127.0.0.1", port=7401, shards=[(0, 1), (0, 3)])
+    entry.accept(encode(terms()), b"s" * 64)
+    entry.acked = [0]
+    return encode_journal(journal(stage=Stage.SENT, register_tx="aa" * 32, hosts=[entry]))
+
+
+SAVED = _saved()
+
+
+# One folder for every example: each writes the journal anew before it loads it.
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(raw=mutations(SAVED, "json") | st.binary(max_size=100))
+@example(raw=SAVED.replace(b'"a.wav"', b'"a.wa\xff"'))  # a name that is not UTF-8
+@example(raw=SAVED[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}")  # deep nesting
+def test_any_journal_file_loads_or_says_it_is_damaged(tmp_path: Path, raw: bytes) -> None:
+    store = JournalStore(tmp_path)
+    store.save_manifest(CID, b"m")
+    store.journal_path(CID).write_bytes(raw)
+    try:
+        loaded = store.load(CID)
+    except JournalError:
+        return
+    assert loaded is not None
+    back, manifest = loaded
+    assert back.cid == CID.hex() and manifest == b"m"
+    for entry in back.hosts:
+        with contextlib.suppress(JournalError):
+            entry.contract_terms()

@@ -10,7 +10,12 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mutations import mutations
 
+from storenode import dht
+from storenode.host import messages as host
+from storenode.ledger import messages as ledger
+from storenode.publish.records import HostAd
 from storenode.wire.errors import (
     MessageInvalidError,
     MessageMalformedError,
@@ -732,3 +737,79 @@ def test_messages_with_a_flipped_byte_decode_or_raise_a_wire_error(
     index = data.draw(st.integers(0, len(message) - 1))
     message[index] ^= data.draw(st.integers(1, 255))
     decode_or_wire_error(registry, bytes(message))
+
+
+# --- the node's own registry: every subsystem's schemas ---------------------------------------
+
+H = bytes(range(32))
+ME = dht.Contact(KEY, "node-1.localhost", 4000)
+RECORD = dht.Record(b"p/" + H, b"value", KEY, 1_700_000_000, 3600, b"\x02" * 64)
+STATUS = ledger.ChainStatus("localnet", H, 12, H, 1_700_000_060, H)
+SUMMARY = ledger.ContractSummary(
+    contract_id=H,
+    publisher=b"\x01" * 20,
+    host=b"\x02" * 20,
+    status="active",
+    root=H,
+    chunk_count=3,
+    chunk_size=2048,
+    price_per_window="500",
+    windows=10,
+    window_blocks=4,
+    window=2,
+    windows_proven=1,
+    windows_missed=0,
+    escrow="5000",
+    collateral="100",
+    revision=0,
+    opened_height=7,
+)
+NODE_REQUESTS: list[msgspec.Struct] = [
+    dht.FindNode(ME, b"\x05" * 20),
+    dht.Store(ME, RECORD),
+    host.ChunkPutMany((host.ChunkPut(H, host.Placement(H, 0, 1, 2, 3), b"shard"),)),
+    host.ContractProposal(b"terms", H, 2, 3, (host.ShardRef(0, 1, H),)),
+    ledger.GetStatus(STATUS),
+    ledger.GetContracts(b"\x01" * 20, "host", 5),
+]
+NODE_RESPONSES: list[tuple[str, msgspec.Struct]] = [
+    ("dht.find_value", dht.Values([RECORD], [ME])),
+    ("dht.store", dht.Stored(False, "bad-signature")),
+    ("chunk.packet", host.PacketReply(b"\x01\x07", b"payload")),
+    ("host.offer", HostAd(KEY, "node-1.localhost", 4000, 8080, "localnet", "1000", 5000, 100, 1)),
+    ("ledger.submit", ledger.Submitted(H, False, "nonce_replayed", "nonce 3 was used")),
+    ("ledger.listing", ledger.ListingInfo(12, "100", True)),
+    ("ledger.contracts", ledger.ContractList(12, 1, (SUMMARY,))),
+]
+# (the request's name, which names a response's schema too; the message's bytes)
+NODE_MESSAGES = [
+    *(
+        (default_registry.name_of(type(b)), default_registry.encode_request(9, b))
+        for b in NODE_REQUESTS
+    ),
+    *((name, default_registry.encode_response(9, body)) for name, body in NODE_RESPONSES),
+    ("ledger.block", default_registry.encode_notify(ledger.NewBlock(b"block"))),
+]
+
+
+@settings(max_examples=250, deadline=None)
+@given(data=st.data())
+def test_the_node_registry_decodes_changed_messages_or_raises_a_wire_error(
+    data: st.DataObject,
+) -> None:
+    name, raw = data.draw(st.sampled_from(NODE_MESSAGES))
+    registry = default_registry
+    try:
+        message = registry.decode(data.draw(mutations(raw)))
+    except WireError:
+        return
+    if isinstance(message, Request):
+        assert registry.decode(registry.encode_request(message.id, message.body)) == message
+    elif isinstance(message, Notify):
+        assert registry.decode(registry.encode_notify(message.body)) == message
+    elif isinstance(message, Response):
+        try:
+            body = registry.decode_response(name, message.body_raw)
+        except MessageInvalidError:
+            return
+        assert registry.decode_response(name, msgspec.msgpack.encode(body)) == body
