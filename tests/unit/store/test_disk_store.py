@@ -326,6 +326,24 @@ def test_store_over_a_lowered_capacity_still_serves_but_accepts_nothing_new(
         store.put(*new)
 
 
+def _record(path: Path, cid: bytes) -> bytes | None:
+    """The raw index record of chunk ``cid`` (the store must be closed)."""
+    db = raw_db(path)
+    try:
+        raw: bytes | None = db.get(b"cs/len/" + cid)
+        return raw
+    finally:
+        db.close()
+
+
+def _set_record(path: Path, cid: bytes, raw: bytes) -> None:
+    db = raw_db(path)
+    try:
+        db.put(b"cs/len/" + cid, raw)
+    finally:
+        db.close()
+
+
 def _format_2_store(path: Path, chunks: list[tuple[bytes, bytes]]) -> None:
     """A store as format 2 left it: size records without a CRC."""
     with DiskChunkStore(path, capacity=1 << 20) as store:
@@ -351,9 +369,9 @@ def test_a_format_2_store_opens_as_format_3_and_gains_crcs_as_chunks_are_read(
     db = raw_db(tmp_path / "s")
     try:
         assert db.get(b"cs/meta/version") == struct.pack(">I", 3)
-        first, second = (db.get(b"cs/len/" + cid) for cid, _ in chunks[:2])
     finally:
         db.close()
+    first, second = (_record(tmp_path / "s", cid) for cid, _ in chunks[:2])
     assert first == struct.pack(">QI", 800, zlib.crc32(chunks[0][1]))
     assert second == struct.pack(">Q", 1600), "a chunk not read yet keeps its format-2 record"
 
@@ -369,36 +387,24 @@ def test_a_format_2_chunk_with_damaged_bytes_is_still_refused(tmp_path: Path) ->
         for _ in range(2):
             with pytest.raises(ChunkCorruptError):
                 store.get(cid)
-    db = raw_db(tmp_path / "s")
-    try:
-        assert db.get(b"cs/len/" + cid) == struct.pack(">Q", len(data))
-    finally:
-        db.close()
+    assert _record(tmp_path / "s", cid) == struct.pack(">Q", len(data))
 
 
 def test_a_damaged_crc_over_good_bytes_is_corrected_not_refused(tmp_path: Path) -> None:
     cid, data = chunk(1)
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(cid, data)
-    db = raw_db(tmp_path / "s")
-    db.put(b"cs/len/" + cid, struct.pack(">QI", len(data), zlib.crc32(data) ^ 1))
-    db.close()
+    _set_record(tmp_path / "s", cid, struct.pack(">QI", len(data), zlib.crc32(data) ^ 1))
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         assert store.get(cid) == data
-    db = raw_db(tmp_path / "s")
-    try:
-        assert db.get(b"cs/len/" + cid) == struct.pack(">QI", len(data), zlib.crc32(data))
-    finally:
-        db.close()
+    assert _record(tmp_path / "s", cid) == struct.pack(">QI", len(data), zlib.crc32(data))
 
 
 def test_a_record_of_the_wrong_length_is_a_corrupt_store(tmp_path: Path) -> None:
     cid, data = chunk(1)
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(cid, data)
-    db = raw_db(tmp_path / "s")
-    db.put(b"cs/len/" + cid, b"\x00" * 10)
-    db.close()
+    _set_record(tmp_path / "s", cid, b"\x00" * 10)
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         with pytest.raises(StoreCorruptError, match="record"):
             store.get(cid)
