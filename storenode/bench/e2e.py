@@ -36,6 +36,16 @@ each checked for 206 and for the right bytes:
   gateway has the manifest cached, as Tahoe's client has its cap's
   metadata after its get).
 
+Memory, as ``bench.sh`` reports Tahoe's (the peak resident set, VmHWM):
+
+* ``publish_peak_MiB`` and ``fetch_peak_MiB``: the largest peak of the
+  ``publish`` and ``fetch`` commands over the reps (each command's own
+  ``ru_maxrss``, from ``wait4``);
+* ``gateway_hwm_MiB``: the validator that serves the gateway, and
+  ``host_hwm_MiB``: the largest of the ten hosts, each since the localnet
+  started, read after the size's reps (Tahoe's client and storage nodes are
+  read the same way: ``tahoe_client_hwm_MiB``, ``tahoe_storage_hwm_MiB``).
+
 Our time to first byte is taken to the first **body** byte, which is stricter
 than curl's ``time_starttransfer`` that ``bench.sh`` reports for Tahoe (any
 first response byte: a server that sends its headers before it has the data
@@ -64,6 +74,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -111,6 +122,10 @@ class OurFigures:
     ttfb_ms: float
     ttfb_cold_ms: float
     ttfb_header_ms: float
+    publish_peak_MiB: float
+    fetch_peak_MiB: float
+    gateway_hwm_MiB: float
+    host_hwm_MiB: float
 
 
 def mbps(size_bytes: int, seconds: float) -> float:
@@ -141,6 +156,8 @@ def summarize(
                 "tahoe_get_MBps": other.get_MBps,
                 "tahoe_ttfb_ms": other.ttfb_ms,
                 "tahoe_ttfb_first_ms": other.ttfb_first_ms,
+                "tahoe_client_hwm_MiB": other.client_hwm_mib,
+                "tahoe_storage_hwm_MiB": other.storage_hwm_mib,
                 "publish_vs_tahoe": figures.publish_MBps / other.put_MBps,
                 "fetch_vs_tahoe": figures.fetch_MBps / other.get_MBps,
                 "ttfb_vs_tahoe": figures.ttfb_ms / other.ttfb_ms,
@@ -250,24 +267,47 @@ def _parse_head(url: str, raw: bytes) -> tuple[int, int]:
 # -- the storenode side ---------------------------------------------------------------------
 
 
-def _run(args: Sequence[str], what: str, timeout: float) -> tuple[str, float]:
-    """Run a storenode command; its stdout and wall time, or a :class:`BenchError`."""
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(
-            list(args),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{what} took more than {timeout:.0f} s") from exc
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr + done.stdout).strip().splitlines()[-15:])
-        raise BenchError(f"{what} exited with {done.returncode}:\n{tail}")
-    return done.stdout, seconds
+@dataclass(frozen=True)
+class Ran:
+    """A storenode command that succeeded."""
+
+    stdout: str
+    seconds: float
+    """Wall time, start to exit."""
+    peak_mib: float
+    """Its peak resident set (``ru_maxrss``)."""
+
+
+def _run(args: Sequence[str], what: str, timeout: float) -> Ran:
+    """Run a storenode command; its output, wall time and peak memory, or a
+    :class:`BenchError`. A thread reaps it with ``wait4``, which gives its resource
+    usage, and notes the time it ended."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        ended: list[tuple[float, int, float]] = []
+
+        def reap() -> None:
+            _, status, usage = os.wait4(proc.pid, 0)
+            ended.append((time.perf_counter(), status, usage.ru_maxrss / 1024))
+
+        reaper = threading.Thread(target=reap, name=f"reap {what}", daemon=True)
+        reaper.start()
+        reaper.join(timeout)
+        if not ended:
+            proc.kill()
+            reaper.join()
+            raise BenchError(f"{what} took more than {timeout:.0f} s")
+        end, status, peak_mib = ended[0]
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        tail = "\n".join((stderr + stdout).strip().splitlines()[-15:])
+        raise BenchError(f"{what} exited with {proc.returncode}:\n{tail}")
+    return Ran(stdout, end - start, peak_mib)
 
 
 def _json_line(out: str, what: str) -> dict[str, Any]:
@@ -285,6 +325,12 @@ class Localnet:
     directory: Path
     gateway: str
     publisher_home: Path
+    pids: dict[str, int]
+    """Each node's process, by name (``validator-1``, ``node-1`` …)."""
+
+    def hwm_mib(self, name: str) -> float:
+        """Node ``name``'s peak resident set since it started (VmHWM)."""
+        return vm_hwm_mib(self.pids[name])
 
 
 WINDOW_BLOCKS: Final = 30
@@ -305,15 +351,30 @@ def localnet(directory: Path, say: Say) -> Iterator[Localnet]:
     ]
     down = [*CLI, "localnet", "down", "--dir", str(directory)]
     try:
-        out, seconds = _run(up, "storenode localnet up", UP_TIMEOUT_S)
-        doc = _json_line(out, "storenode localnet up")
-        say(f"localnet up in {seconds:.1f} s, gateway {doc['gateway']}")
-        yield Localnet(directory, str(doc["gateway"]).rstrip("/"), Path(doc["publisher_home"]))
+        ran = _run(up, "storenode localnet up", UP_TIMEOUT_S)
+        doc = _json_line(ran.stdout, "storenode localnet up")
+        say(f"localnet up in {ran.seconds:.1f} s, gateway {doc['gateway']}")
+        pids = {str(node["name"]): int(node["pid"]) for node in doc["nodes"]}
+        yield Localnet(
+            directory, str(doc["gateway"]).rstrip("/"), Path(doc["publisher_home"]), pids
+        )
     except BaseException:
         with contextlib.suppress(BenchError):  # the first error is the one to report
             _run(down, "storenode localnet down", DOWN_TIMEOUT_S)
         raise
     _run(down, "storenode localnet down", DOWN_TIMEOUT_S)
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """The peak resident set (``VmHWM``) of a running process, in MiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError as exc:
+        raise BenchError(f"cannot read the memory of process {pid}: {exc}") from exc
+    raise BenchError(f"process {pid} reports no VmHWM")
 
 
 def write_random_file(path: Path, size: int) -> str:
@@ -352,15 +413,17 @@ class Rep:
     read_s: float
     gateway_s: float
     ttfb_cold: HttpTiming
+    publish_peak_mib: float
+    fetch_peak_mib: float
 
 
-def publish(net: Localnet, path: Path, size: int) -> tuple[str, float, float]:
-    """Publish one file; its CID (hex, no 0x), the command's wall time and the
-    upload's own seconds (as the command reports them)."""
+def publish(net: Localnet, path: Path, size: int) -> tuple[str, Ran, float]:
+    """Publish one file; its CID (hex, no 0x), the command's run and the upload's
+    own seconds (as the command reports them)."""
     args = [*CLI, "--home", str(net.publisher_home), "publish", str(path)]
     args += ["--k", str(K), "--n", str(N), "--json"]
-    out, seconds = _run(args, "storenode publish", command_timeout(size))
-    doc = _json_line(out, "storenode publish")
+    ran = _run(args, "storenode publish", command_timeout(size))
+    doc = _json_line(ran.stdout, "storenode publish")
     try:
         (work,) = doc["works"]
         cid = str(work["cid"]).removeprefix("0x")
@@ -368,7 +431,7 @@ def publish(net: Localnet, path: Path, size: int) -> tuple[str, float, float]:
         raise BenchError(f"storenode publish --json did not name one work's cid: {doc}") from exc
     if "upload_s" not in work:
         raise BenchError(f"storenode publish uploaded nothing for fresh bytes: {work}")
-    return cid, seconds, float(work["upload_s"])
+    return cid, ran, float(work["upload_s"])
 
 
 def ranged_read(net: Localnet, cid: str, source: Path, size: int, rng: random.Random) -> HttpTiming:
@@ -390,14 +453,14 @@ def ranged_read(net: Localnet, cid: str, source: Path, size: int, rng: random.Ra
 def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
     source = work / "in.bin"
     want = write_random_file(source, size)
-    cid, publish_s, upload_s = publish(net, source, size)
+    cid, published, upload_s = publish(net, source, size)
     cold = ranged_read(net, cid, source, size, rng)
 
     out = work / "out.bin"
     out.unlink(missing_ok=True)
     fetch = [*CLI, "--home", str(net.publisher_home), "fetch", cid, "-o", str(out), "--json"]
-    printed, fetch_s = _run(fetch, "storenode fetch", command_timeout(size))
-    read_s = float(_json_line(printed, "storenode fetch")["seconds"])
+    fetched = _run(fetch, "storenode fetch", command_timeout(size))
+    read_s = float(_json_line(fetched.stdout, "storenode fetch")["seconds"])
     if sha256_of(out) != want:
         raise BenchError(f"storenode fetch {cid} wrote bytes that differ from the published file")
     out.unlink()
@@ -406,7 +469,18 @@ def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
     whole = http_get(f"{net.gateway}/content/{cid}", sink=digest.update)
     if whole.status != 200 or digest.hexdigest() != want:
         raise BenchError(f"GET /content/{cid} answered {whole.status} or the wrong bytes")
-    return Rep(cid, source, publish_s, upload_s, fetch_s, read_s, whole.total_s, cold)
+    return Rep(
+        cid,
+        source,
+        published.seconds,
+        upload_s,
+        fetched.seconds,
+        read_s,
+        whole.total_s,
+        cold,
+        published.peak_mib,
+        fetched.peak_mib,
+    )
 
 
 def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> OurFigures:
@@ -435,6 +509,10 @@ def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> O
         ttfb_ms=statistics.median(t.first_body_s for t in warm) * 1000,
         ttfb_cold_ms=last.ttfb_cold.first_body_s * 1000,
         ttfb_header_ms=statistics.median(t.header_s for t in warm) * 1000,
+        publish_peak_MiB=max(r.publish_peak_mib for r in done),
+        fetch_peak_MiB=max(r.fetch_peak_mib for r in done),
+        gateway_hwm_MiB=net.hwm_mib("validator-1"),
+        host_hwm_MiB=max(net.hwm_mib(name) for name in net.pids if name.startswith("node-")),
     )
 
 
@@ -560,6 +638,20 @@ def print_table(result: dict[str, Any]) -> None:
             _verdict(met, "ttfb_ms"),
         )
         t.add_row("", "  cold", f"{row['ttfb_cold_ms']:.1f}")
+        t.add_row("", "publish peak MiB", f"{row['publish_peak_MiB']:.0f}")
+        t.add_row("", "fetch peak MiB", f"{row['fetch_peak_MiB']:.0f}")
+        t.add_row(
+            "",
+            "gateway node MiB",
+            f"{row['gateway_hwm_MiB']:.0f}",
+            f"{row['tahoe_client_hwm_MiB']:.0f}" if peer else "—",
+        )
+        t.add_row(
+            "",
+            "largest host MiB",
+            f"{row['host_hwm_MiB']:.0f}",
+            f"{row['tahoe_storage_hwm_MiB']:.0f}" if peer else "—",
+        )
     Console().print(t)
 
 

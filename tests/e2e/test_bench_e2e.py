@@ -79,11 +79,15 @@ def ours(publish: float, fetch: float, ttfb: float) -> e2e.OurFigures:
         ttfb_ms=ttfb,
         ttfb_cold_ms=ttfb * 3,
         ttfb_header_ms=ttfb / 2,
+        publish_peak_MiB=150.0,
+        fetch_peak_MiB=120.0,
+        gateway_hwm_MiB=200.0,
+        host_hwm_MiB=110.0,
     )
 
 
 def peer(put: float, get: float, ttfb: float) -> tahoe.TahoeFigures:
-    return tahoe.TahoeFigures(64, put, get, ttfb, ttfb, 100.0, 100.0)
+    return tahoe.TahoeFigures(64, put, get, ttfb, ttfb, 90.0, 60.0)
 
 
 def test_targets_are_five_times_tahoe_and_a_first_byte_within_20_ms_and_below_tahoes() -> None:
@@ -95,6 +99,8 @@ def test_targets_are_five_times_tahoe_and_a_first_byte_within_20_ms_and_below_ta
     )
     row = result["sizes"]["64"]
     assert row["publish_vs_tahoe"] == 5.0 and row["fetch_vs_tahoe"] == 4.0
+    assert (row["tahoe_client_hwm_MiB"], row["tahoe_storage_hwm_MiB"]) == (90.0, 60.0)
+    assert (row["gateway_hwm_MiB"], row["host_hwm_MiB"]) == (200.0, 110.0)
     assert row["targets_met"] == {"publish_MBps": True, "fetch_MBps": False, "ttfb_ms": True}
     assert result["all_targets_met"] is False
 
@@ -141,11 +147,21 @@ def test_a_small_run_publishes_fetches_and_reads_ranges_beside_tahoe() -> None:
         "ttfb_cold_ms",
     ):
         assert isinstance(row[key], float) and row[key] > 0, key
+    # Peak memory: a Python process with trio and numpy is tens of MiB, not bytes or TiB.
+    for key in ("publish_peak_MiB", "fetch_peak_MiB", "gateway_hwm_MiB", "host_hwm_MiB"):
+        assert 20 < row[key] < 4096, (key, row[key])
     assert "localnet up" in done.stderr and "rep 1" in done.stderr
     if tahoe.default_dir() is None:
         assert result["tahoe"].startswith("skipped: no ../shared/peers/tahoe")
         assert "tahoe_put_MBps" not in row
     else:
         assert result["tahoe"].startswith("ran from"), result["tahoe"]
-        for key in ("tahoe_put_MBps", "tahoe_get_MBps", "tahoe_ttfb_ms", "publish_vs_tahoe"):
+        for key in (
+            "tahoe_put_MBps",
+            "tahoe_get_MBps",
+            "tahoe_ttfb_ms",
+            "publish_vs_tahoe",
+            "tahoe_client_hwm_MiB",
+            "tahoe_storage_hwm_MiB",
+        ):
             assert row[key] > 0, key
