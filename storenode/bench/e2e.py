@@ -69,6 +69,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -293,13 +294,20 @@ def _run(args: Sequence[str], what: str, timeout: float) -> Ran:
 
         reaper = threading.Thread(target=reap, name=f"reap {what}", daemon=True)
         reaper.start()
-        reaper.join(timeout)
-        if not ended:
-            proc.kill()
-            reaper.join()
-            raise BenchError(f"{what} took more than {timeout:.0f} s")
-        end, status, peak_mib = ended[0]
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        killed = False
+        try:
+            reaper.join(timeout)
+        finally:  # a timeout, or Ctrl-C: the command does not outlive the bench
+            if not ended:
+                killed = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)  # not proc.kill(): only reap() reaps
+                reaper.join()
+            if ended:  # tell Popen its child is gone
+                proc.returncode = os.waitstatus_to_exitcode(ended[0][1])
+        if killed:
+            raise BenchError(f"{what} took more than {timeout:g} s")
+        end, _, peak_mib = ended[0]
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")

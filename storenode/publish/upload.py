@@ -9,7 +9,7 @@ acknowledged to that host's queue; a few tasks per host send them as
 the others until its queue is full. Batching saves each chunk a request, a
 thread hop and an index commit on the host. A host of a version without
 ``chunk.put_many`` (it answers ``UNKNOWN_TYPE``) gets its chunks one
-``chunk.put`` each. Shards 0..k-1 are views of the
+``chunk.put`` each, ``per_host`` of them in flight. Shards 0..k-1 are views of the
 mapped file: nothing is copied before the wire encrypts it.
 
 A request a host does not answer (no connection, a timeout, ``BUSY``) is
@@ -103,6 +103,7 @@ class Uploader:
         self.coding = coding
         self.single_puts: set[bytes] = set()
         """Hosts (public keys) that do not know ``chunk.put_many``."""
+        self._single_limits: dict[bytes, trio.CapacityLimiter] = {}
 
     async def upload(self, work: Work, options: PublishOptions, progress: Progress) -> None:
         """Code the stripes again and send each shard a host has not acknowledged."""
@@ -236,13 +237,26 @@ class Uploader:
                         f"acknowledgement; {RESUME_HINT}"
                     )
                 return
-        for put in puts:
-            reply = await self.request(entry, put, what, options)
+        # One request per chunk, up to per_host of them in flight to the host.
+        limit = self._single_limits.setdefault(
+            entry.public_key, trio.CapacityLimiter(options.per_host)
+        )
+
+        async def one(put: ChunkPut) -> None:
+            async with limit:
+                reply = await self.request(entry, put, what, options)
             if not isinstance(reply, Stored) or reply.chunk_id != put.chunk_id:
                 raise HostRefusedError(
                     f"host {entry.who} answered {what} with something else than its "
                     f"acknowledgement; {RESUME_HINT}"
                 )
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for put in puts:
+                    nursery.start_soon(one, put)
+        except BaseExceptionGroup as group:
+            raise single(group) from None
 
     async def request(
         self,

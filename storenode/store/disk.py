@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Final
 
+from storenode.files import sync_dir
 from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
 from storenode.store.errors import (
     ChunkCorruptError,
@@ -215,7 +216,7 @@ class DiskChunkStore(ClosingDatabase):
             os.replace(part, final)
             dirs.add(os.path.dirname(final))
         for directory in dirs:
-            _sync_dir(directory)
+            sync_dir(directory)
         added = sum(len(new[chunk_id]) for chunk_id, _ in fresh)
         used, count = self._used + added, self._count + len(fresh)
         wb = self._db.write_batch(sync=True)
@@ -253,12 +254,17 @@ class DiskChunkStore(ClosingDatabase):
 
     def _add_crc(self, chunk_id: bytes, old: bytes, new: bytes) -> None:
         """Replace a chunk's record ``old`` by ``new`` (its size and CRC), unless a
-        delete or another read changed it meanwhile. Not synced: a record lost
-        to a crash only means one more Merkle check."""
+        delete or another read changed it meanwhile, or the store's lock is busy.
+        Not synced: a record lost to a crash only means one more Merkle check."""
         key = LEN_PREFIX + chunk_id
-        with self._lock, self._guard():
-            if not self._closed and self._db.get(key) == old:
-                self._db.put(key, new)
+        if not self._lock.acquire(blocking=False):
+            return  # a put is committing: never make a read wait; the next read adds it
+        try:
+            with self._guard():
+                if not self._closed and self._db.get(key) == old:
+                    self._db.put(key, new)
+        finally:
+            self._lock.release()
 
     def has(self, chunk_id: bytes) -> bool:
         check_id(chunk_id)
@@ -370,7 +376,7 @@ class DiskChunkStore(ClosingDatabase):
                     os.replace(self._write_part(chunk_id, value), self._file(chunk_id))
                     moved += 1
             for name in _FANOUT:
-                _sync_dir(os.path.join(self._chunks, name))
+                sync_dir(os.path.join(self._chunks, name))
             wb = self._db.write_batch(sync=True)
             with self._db.iterator(prefix=V1_DATA_PREFIX, include_value=False) as it:
                 for key in it:
@@ -400,8 +406,8 @@ class DiskChunkStore(ClosingDatabase):
                 os.makedirs(directory, exist_ok=True)
                 created = True
         if created:
-            _sync_dir(self._chunks)
-            _sync_dir(self._path)
+            sync_dir(self._chunks)
+            sync_dir(self._path)
 
     def _remove_unindexed_files(self) -> None:
         """Remove what a crash left behind: ``.part`` files, and chunk files whose
@@ -470,15 +476,6 @@ class DiskChunkStore(ClosingDatabase):
 
 
 _RECORD_SIZES: Final = (_U64.size, _RECORD.size)
-
-
-def _sync_dir(path: str) -> None:
-    """Make the directory's entries (files created, renamed, removed) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: str) -> None:

@@ -90,10 +90,11 @@ class ChunkStore(Protocol):
         ...
 
     def get(self, chunk_id: bytes) -> bytes:
-        """The chunk's bytes, verified against its id.
+        """The chunk's bytes, checked against what was stored: its id, or a
+        checksum recorded from bytes that matched it (the disk store's CRC-32).
 
         Raises ``ChunkNotFoundError`` if absent, ``ChunkCorruptError`` if the stored
-        bytes no longer match.
+        bytes fail the check.
         """
         ...
 

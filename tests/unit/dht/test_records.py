@@ -208,7 +208,9 @@ def test_any_provider_value_is_its_owners_contact_or_a_bad_provider(value: bytes
     except RecordInvalidError as e:
         assert e.reason is RecordRejection.BAD_PROVIDER
         return
-    assert contact.key == HOST.public_key and encode_contact(contact) == value
+    # The value decodes to this contact (msgpack allows more than one encoding of it).
+    assert contact.key == HOST.public_key
+    assert msgspec.msgpack.decode(value) == msgspec.msgpack.decode(encode_contact(contact))
 
 
 @settings(max_examples=300, deadline=None)

@@ -27,6 +27,7 @@ from storenode.store import (
     StoreNotFoundError,
     StoreUnrecognizedError,
     StoreVersionError,
+    disk,
 )
 
 
@@ -443,3 +444,38 @@ def test_damaged_bytes_are_never_served(
         with pytest.raises(ChunkCorruptError):
             store.get(cid)
         assert store.scrub().corrupt == (cid,)
+
+
+def test_a_chunk_with_a_crc_is_read_without_its_merkle_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid, data = chunk(1)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+
+        def no_merkle(*args: object) -> bool:
+            raise AssertionError("the Merkle root was computed on a read the CRC vouches for")
+
+        monkeypatch.setattr("storenode.store.disk.chunk_ok", no_merkle)
+        assert store.get(cid) == data
+
+
+def test_a_delete_during_a_format_2_read_is_not_undone_by_its_crc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read checks the Merkle root, a delete commits meanwhile, then the read
+    would record the CRC: the chunk must stay deleted."""
+    cid, data = chunk(1)
+    _format_2_store(tmp_path / "s", [(cid, data)])
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        real = disk.chunk_ok
+
+        def deleted_meanwhile(chunk_id: bytes, raw: bytes | None, size: int) -> bool:
+            assert store.delete(chunk_id)
+            return real(chunk_id, raw, size)
+
+        monkeypatch.setattr(disk, "chunk_ok", deleted_meanwhile)
+        assert store.get(cid) == data  # the bytes it had read
+        assert not store.has(cid)
+        assert (store.chunk_count, store.used_bytes) == (0, 0)
+    assert _record(tmp_path / "s", cid) is None
