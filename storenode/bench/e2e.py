@@ -69,42 +69,42 @@ import hashlib
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import contracts
 import storenode
 from storenode.bench import tahoe
+from storenode.bench.measure import (
+    MIB,
+    BenchError,
+    HttpTiming,
+    Ran,
+    http_get,
+    json_line,
+    run_command,
+    sha256_of,
+    vm_hwm_mib,
+    write_random_file,
+)
 
 HOSTS: Final = 10
 K: Final = 3
 N: Final = 10
 TTFB_REPS: Final = tahoe.TTFB_REPS
 RANGE_BYTES: Final = tahoe.RANGE_KIB * 1024
-MIB: Final = 1 << 20
 CLI: Final = (sys.executable, "-m", "storenode.cli")
 TARGET_SPEEDUP: Final = 5.0
 TARGET_TTFB_MS: Final = 20.0
 UP_TIMEOUT_S: Final = 180.0
 DOWN_TIMEOUT_S: Final = 60.0
-HTTP_TIMEOUT_S: Final = 120.0
 
 Say = Callable[[str], None]
-
-
-class BenchError(Exception):
-    """A step of the bench failed; the message says which and ends with its output."""
 
 
 # -- the figures -------------------------------------------------------------------------
@@ -181,153 +181,6 @@ def summarize(
     }
 
 
-# -- HTTP, by hand, to see the first byte --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpTiming:
-    status: int
-    body: bytes
-    """Empty when a ``sink`` took the body."""
-    header_s: float
-    """Connect to the first response byte (curl's ``time_starttransfer``)."""
-    first_body_s: float
-    """Connect to the first body byte."""
-    total_s: float
-
-
-def http_get(
-    url: str,
-    *,
-    byte_range: tuple[int, int] | None = None,
-    sink: Callable[[bytes], None] | None = None,
-    timeout: float = HTTP_TIMEOUT_S,
-) -> HttpTiming:
-    """One GET on a new connection, timed to the first byte of the response and of
-    its body. ``byte_range`` is ``(start, end)``, end exclusive. The body goes to
-    ``sink`` if given (a 256 MiB work need not sit in memory), else is returned."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise BenchError(f"the gateway URL {url!r} is not a plain http:// URL")
-    port = parts.port or 80
-    target = parts.path or "/"
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.hostname}:{port}", "Connection: close"]
-    if byte_range is not None:
-        lines.append(f"Range: bytes={byte_range[0]}-{byte_range[1] - 1}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    chunks: list[bytes] = []
-    take = sink or chunks.append
-    start = time.perf_counter()
-    with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
-        sock.sendall(request)
-        head = b""
-        header_s = 0.0
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(65536)
-            if not data:
-                raise BenchError(f"GET {url}: the connection closed before the headers ended")
-            if not head:
-                header_s = time.perf_counter() - start
-            head += data
-        raw_head, _, rest = head.partition(b"\r\n\r\n")
-        status, length = _parse_head(url, raw_head)
-        first_body_s = time.perf_counter() - start if rest else None
-        got = len(rest)
-        if rest:
-            take(rest)
-        while got < length:
-            data = sock.recv(1 << 20)
-            if not data:
-                raise BenchError(f"GET {url}: the body ended after {got} of {length} bytes")
-            if first_body_s is None:
-                first_body_s = time.perf_counter() - start
-            got += len(data)
-            take(data)
-        total_s = time.perf_counter() - start
-    if got > length:
-        raise BenchError(f"GET {url}: {got} body bytes for a Content-Length of {length}")
-    if first_body_s is None:  # an empty body: its "first byte" is the end of the headers
-        first_body_s = header_s
-    return HttpTiming(status, b"".join(chunks), header_s, first_body_s, total_s)
-
-
-def _parse_head(url: str, raw: bytes) -> tuple[int, int]:
-    """Status and Content-Length of a response head (the gateway always sends one)."""
-    lines = raw.decode("latin-1").split("\r\n")
-    try:
-        status = int(lines[0].split()[1])
-    except (IndexError, ValueError) as exc:
-        raise BenchError(f"GET {url}: not an HTTP status line: {lines[0]!r}") from exc
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            return status, int(value.strip())
-    raise BenchError(f"GET {url}: HTTP {status} without a Content-Length")
-
-
-# -- the storenode side ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ran:
-    """A storenode command that succeeded."""
-
-    stdout: str
-    seconds: float
-    """Wall time, start to exit."""
-    peak_mib: float
-    """Its peak resident set (``ru_maxrss``)."""
-
-
-def _run(args: Sequence[str], what: str, timeout: float) -> Ran:
-    """Run a storenode command; its output, wall time and peak memory, or a
-    :class:`BenchError`. A thread reaps it with ``wait4``, which gives its resource
-    usage, and notes the time it ended."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        ended: list[tuple[float, int, float]] = []
-
-        def reap() -> None:
-            _, status, usage = os.wait4(proc.pid, 0)
-            ended.append((time.perf_counter(), status, usage.ru_maxrss / 1024))
-
-        reaper = threading.Thread(target=reap, name=f"reap {what}", daemon=True)
-        reaper.start()
-        killed = False
-        try:
-            reaper.join(timeout)
-        finally:  # a timeout, or Ctrl-C: the command does not outlive the bench
-            if not ended:
-                killed = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)  # not proc.kill(): only reap() reaps
-                reaper.join()
-            if ended:  # tell Popen its child is gone
-                proc.returncode = os.waitstatus_to_exitcode(ended[0][1])
-        if killed:
-            raise BenchError(f"{what} took more than {timeout:g} s")
-        end, _, peak_mib = ended[0]
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
-    if proc.returncode != 0:
-        tail = "\n".join((stderr + stdout).strip().splitlines()[-15:])
-        raise BenchError(f"{what} exited with {proc.returncode}:\n{tail}")
-    return Ran(stdout, end - start, peak_mib)
-
-
-def _json_line(out: str, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(out.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{what} --json printed no JSON object: {out[-300:]!r}") from exc
-    if not isinstance(doc, dict):
-        raise BenchError(f"{what} --json printed {type(doc).__name__}, not an object")
-    return doc
-
-
 @dataclass(frozen=True)
 class Localnet:
     directory: Path
@@ -359,8 +212,8 @@ def localnet(directory: Path, say: Say) -> Iterator[Localnet]:
     ]
     down = [*CLI, "localnet", "down", "--dir", str(directory)]
     try:
-        ran = _run(up, "storenode localnet up", UP_TIMEOUT_S)
-        doc = _json_line(ran.stdout, "storenode localnet up")
+        ran = run_command(up, "storenode localnet up", UP_TIMEOUT_S)
+        doc = json_line(ran.stdout, "storenode localnet up")
         say(f"localnet up in {ran.seconds:.1f} s, gateway {doc['gateway']}")
         pids = {str(node["name"]): int(node["pid"]) for node in doc["nodes"]}
         yield Localnet(
@@ -368,42 +221,9 @@ def localnet(directory: Path, say: Say) -> Iterator[Localnet]:
         )
     except BaseException:
         with contextlib.suppress(BenchError):  # the first error is the one to report
-            _run(down, "storenode localnet down", DOWN_TIMEOUT_S)
+            run_command(down, "storenode localnet down", DOWN_TIMEOUT_S)
         raise
-    _run(down, "storenode localnet down", DOWN_TIMEOUT_S)
-
-
-def vm_hwm_mib(pid: int) -> float:
-    """The peak resident set (``VmHWM``) of a running process, in MiB."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError as exc:
-        raise BenchError(f"cannot read the memory of process {pid}: {exc}") from exc
-    raise BenchError(f"process {pid} reports no VmHWM")
-
-
-def write_random_file(path: Path, size: int) -> str:
-    """``size`` fresh random bytes at ``path``; their SHA-256 (hex)."""
-    digest = hashlib.sha256()
-    with path.open("wb") as f:
-        left = size
-        while left:
-            block = os.urandom(min(left, 4 * MIB))
-            digest.update(block)
-            f.write(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(4 * MIB):
-            digest.update(block)
-    return digest.hexdigest()
+    run_command(down, "storenode localnet down", DOWN_TIMEOUT_S)
 
 
 def command_timeout(size: int) -> float:
@@ -430,8 +250,8 @@ def publish(net: Localnet, path: Path, size: int) -> tuple[str, Ran, float]:
     own seconds (as the command reports them)."""
     args = [*CLI, "--home", str(net.publisher_home), "publish", str(path)]
     args += ["--k", str(K), "--n", str(N), "--json"]
-    ran = _run(args, "storenode publish", command_timeout(size))
-    doc = _json_line(ran.stdout, "storenode publish")
+    ran = run_command(args, "storenode publish", command_timeout(size))
+    doc = json_line(ran.stdout, "storenode publish")
     try:
         (work,) = doc["works"]
         cid = str(work["cid"]).removeprefix("0x")
@@ -467,8 +287,8 @@ def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
     out = work / "out.bin"
     out.unlink(missing_ok=True)
     fetch = [*CLI, "--home", str(net.publisher_home), "fetch", cid, "-o", str(out), "--json"]
-    fetched = _run(fetch, "storenode fetch", command_timeout(size))
-    read_s = float(_json_line(fetched.stdout, "storenode fetch")["seconds"])
+    fetched = run_command(fetch, "storenode fetch", command_timeout(size))
+    read_s = float(json_line(fetched.stdout, "storenode fetch")["seconds"])
     if sha256_of(out) != want:
         raise BenchError(f"storenode fetch {cid} wrote bytes that differ from the published file")
     out.unlink()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storenode.bench import e2e, tahoe
+from storenode.bench import e2e, measure, tahoe
 
 CLI = (sys.executable, "-m", "storenode.cli")
 figure = st.floats(min_value=0.1, max_value=1e5, allow_nan=False).map(lambda x: round(x, 1))
@@ -126,18 +126,18 @@ def test_without_tahoe_only_the_20_ms_target_is_judged() -> None:
 
 def test_a_command_that_runs_too_long_is_killed_and_reported() -> None:
     start = time.monotonic()
-    with pytest.raises(e2e.BenchError, match=r"a sleeper took more than 0\.3 s"):
-        e2e._run([sys.executable, "-c", "import time; time.sleep(60)"], "a sleeper", 0.3)
+    with pytest.raises(measure.BenchError, match=r"a sleeper took more than 0\.3 s"):
+        measure.run_command([sys.executable, "-c", "import time; time.sleep(60)"], "a sleeper", 0.3)
     assert time.monotonic() - start < 15, "killed, not waited for"
 
 
 def test_a_commands_peak_memory_and_output_are_its_own() -> None:
     touch_80_mib = "b = bytearray(80 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ok')"
-    ran = e2e._run([sys.executable, "-c", touch_80_mib], "an allocator", 60)
+    ran = measure.run_command([sys.executable, "-c", touch_80_mib], "an allocator", 60)
     assert ran.stdout.strip() == "ok"
     assert 80 <= ran.peak_mib < 400, ran.peak_mib
-    with pytest.raises(e2e.BenchError, match=r"a failure exited with 3:\n.*went wrong"):
-        e2e._run(
+    with pytest.raises(measure.BenchError, match=r"a failure exited with 3:\n.*went wrong"):
+        measure.run_command(
             [sys.executable, "-c", "import sys; print('went wrong'); sys.exit(3)"], "a failure", 60
         )
 
