@@ -85,7 +85,9 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
     node = reader.section("node", ("identity_file", "data_dir", "log_level", "log_format"))
     wire = reader.section("wire", ("host", "port", "advertise", "peers"))
     ledger = reader.section("ledger", ("genesis_file",))
-    host = reader.section("host", ("enabled", "capacity", "price", "collateral_bps", "max_windows"))
+    host = reader.section(
+        "host", ("enabled", "capacity", "price", "collateral_bps", "max_windows", "scrub_rate")
+    )
     http = reader.section("http", ("enabled", "host", "port"))
     client = reader.section("client", ("node", "spending_cap"))
     publish = reader.section("publish", ("k", "n", "windows", "max_price"))
@@ -116,6 +118,7 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
         price=host.amount("price", default.price),
         collateral_bps=host.integer("collateral_bps", 0, 10_000, default.collateral_bps),
         max_windows=host.integer("max_windows", 1, 2**32 - 1, default.max_windows),
+        scrub_rate=host.size("scrub_rate", default.scrub_rate),
         http_enabled=http.boolean("enabled", default.http_enabled),
         http_host=http.host("host", default.http_host),
         http_port=http.integer("port", 1, 65535, default.http_port),

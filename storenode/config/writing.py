@@ -56,6 +56,10 @@ price = {price}
 collateral_bps = {collateral_bps}
 # The longest contract, in windows, the host signs.
 max_windows = {max_windows}
+# How much chunk data the host re-reads and checks per second in the
+# background, to find what its disk damaged before a challenge does
+# ("1 MiB": 86 GB a day; 0: never).
+scrub_rate = {scrub_rate}
 
 [http]
 # The HTTP API and gateway: GET /content/<cid> (with Range) streams a work.
@@ -147,6 +151,7 @@ def render_config(config: Config) -> str:
         price=toml_string(format_tokens(config.price)),
         collateral_bps=config.collateral_bps,
         max_windows=config.max_windows,
+        scrub_rate=toml_string(format_size(config.scrub_rate)),
         http_enabled=str(config.http_enabled).lower(),
         http_host=toml_string(config.http_host),
         http_port=config.http_port,

@@ -52,6 +52,7 @@ from storenode.host.handlers import ContractHandlers
 from storenode.host.messages import ChunkPut
 from storenode.host.policy import ContractUploadPolicy, ReceiptReadPolicy
 from storenode.host.prover import Prover, TipView, short
+from storenode.host.scrubber import Scrubber
 from storenode.identity import Identity, address_hex
 from storenode.ledger import Chain
 from storenode.net.dht import DhtService
@@ -111,6 +112,7 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
         self._missing: dict[bytes, set[bytes]] = {}  # contract id -> chunk ids not stored yet
         self.chunks: ChunkService | None = None
         self.prover: Prover | None = None
+        self.scrubber: Scrubber | None = None
         if store is not None and book is not None:
             self.chunks = ChunkService(
                 store,
@@ -120,6 +122,7 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
                 on_stored=self._on_stored,
             )
             self.prover = Prover(ledger, store, identity, peers=config.peers)
+            self.scrubber = Scrubber(store, config.scrub_rate, works_of=self._works_of)
         ledger.on_applied(self._on_applied)
 
     # -- reading -------------------------------------------------------------------------
@@ -166,6 +169,7 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
             "used": store.used_bytes if store is not None else 0,
             "free": self.free,
             "chunks": store.chunk_count if store is not None else 0,
+            "damaged": len(self.scrubber.damaged) if self.scrubber is not None else 0,
             "contracts": counts,
             "windows": {"proven": t.windows_proven, "missed": t.windows_missed},
             "earned": str(int(t.earned)),
@@ -189,6 +193,8 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
             self.rpc.route("manifest.put", self.handle_manifest_put)
             self.rpc.route_sync("manifest.get", self.handle_manifest_get)
             self._nursery.start_soon(self._follow)
+            assert self.scrubber is not None
+            self._nursery.start_soon(self.scrubber.run)
         self._nursery.start_soon(self._network)
 
     def _rebuild(self) -> None:
@@ -226,6 +232,12 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
         )
 
     # -- chunks ----------------------------------------------------------------------------
+
+    def _works_of(self, chunk_id: bytes) -> str:
+        """The works a chunk belongs to, for a log line."""
+        if self.chunks is None:
+            return ""
+        return ", ".join(short(cid) for cid in sorted(self.chunks.index.works_of(chunk_id)))
 
     def _on_stored(self, put: ChunkPut) -> None:
         assert self.book is not None

@@ -25,7 +25,13 @@ from storenode.store.errors import (
     StoreVersionError,
 )
 from storenode.store.memory import MemoryChunkStore
-from storenode.store.protocol import CHUNK_ID_SIZE, ChunkBytes, ChunkStore, ScrubReport
+from storenode.store.protocol import (
+    CHUNK_ID_SIZE,
+    ChunkBytes,
+    ChunkStore,
+    ScrubPart,
+    ScrubReport,
+)
 
 __all__ = [
     "CHUNK_ID_SIZE",
@@ -40,6 +46,7 @@ __all__ = [
     "ChunkStore",
     "DiskChunkStore",
     "MemoryChunkStore",
+    "ScrubPart",
     "ScrubReport",
     "StoreClosedError",
     "StoreCorruptError",

@@ -57,6 +57,7 @@ from storenode.store.errors import (
 from storenode.store.protocol import (
     CHUNK_ID_SIZE,
     ChunkBytes,
+    ScrubPart,
     ScrubReport,
     check_capacity,
     check_fits,
@@ -80,6 +81,7 @@ VERSION_KEY = b"cs/meta/version"
 USED_KEY = b"cs/meta/used"
 COUNT_KEY = b"cs/meta/count"
 LEN_PREFIX = b"cs/len/"
+_LEN_END = b"cs/len0"  # the first key after every cs/len/ key ("0" follows "/")
 CHUNKS_DIR = "chunks"
 PART_SUFFIX = ".part"
 _ID_HEX_LEN: Final = 2 * 32
@@ -314,18 +316,46 @@ class DiskChunkStore(ClosingDatabase):
             with snap.iterator(prefix=LEN_PREFIX) as it:
                 for key, value in it:
                     chunk_id = self._id_of(key)
-                    size = _U64.unpack_from(value)[0] if len(value) in _RECORD_SIZES else -1
-                    try:
-                        with open(self._file(chunk_id), "rb") as f:
-                            data: bytes | None = f.read()
-                    except OSError:
-                        data = None
-                    if not chunk_ok(chunk_id, data, size):
+                    size, intact = self._verify(chunk_id, value)
+                    if not intact:
                         corrupt.append(chunk_id)
                     checked += 1
                     total += max(size, 0)
         ok = total == used and checked == count
         return ScrubReport(checked, total, tuple(corrupt), accounting_ok=ok)
+
+    def scrub_part(self, after: bytes | None, max_bytes: int) -> ScrubPart:
+        self._check_open()
+        if after is not None:
+            check_id(after)
+        corrupt: list[bytes] = []
+        checked = total = 0
+        last: bytes | None = None
+        start = LEN_PREFIX if after is None else LEN_PREFIX + after
+        with self._guard(), self._db.snapshot() as snap:
+            it = snap.iterator(start=start, stop=_LEN_END, include_start=after is None)
+            with it:
+                for key, value in it:
+                    if checked and total >= max_bytes:
+                        return ScrubPart(checked, total, tuple(corrupt), last)
+                    last = self._id_of(key)
+                    size, intact = self._verify(last, value)
+                    if not intact:
+                        corrupt.append(last)
+                    checked += 1
+                    total += max(size, 0)
+        return ScrubPart(checked, total, tuple(corrupt), None)
+
+    def _verify(self, chunk_id: bytes, record: bytes) -> tuple[int, bool]:
+        """A held chunk's recorded size (-1 if its record is malformed) and whether its
+        file holds exactly its bytes: the full Merkle check, whatever the CRC says."""
+        size = _U64.unpack_from(record)[0] if len(record) in _RECORD_SIZES else -1
+        try:
+            with open(self._file(chunk_id), "rb") as f:
+                data: bytes | None = f.read()
+        except OSError:
+            data = None
+        return size, chunk_ok(chunk_id, data, size)
 
     def __repr__(self) -> str:
         return f"DiskChunkStore({self._path!r}, capacity={self._capacity})"

@@ -10,6 +10,7 @@ from typing import Self
 from storenode.store.errors import ChunkCorruptError, ChunkNotFoundError, StoreClosedError
 from storenode.store.protocol import (
     ChunkBytes,
+    ScrubPart,
     ScrubReport,
     check_capacity,
     check_fits,
@@ -110,6 +111,26 @@ class MemoryChunkStore:
         corrupt = tuple(k for k in sorted(sizes) if not chunk_ok(k, data.get(k), sizes[k]))
         total = sum(sizes.values())
         return ScrubReport(len(sizes), total, corrupt, accounting_ok=total == used)
+
+    def scrub_part(self, after: bytes | None, max_bytes: int) -> ScrubPart:
+        self._check_open()
+        if after is not None:
+            check_id(after)
+        with self._lock:
+            sizes = dict(self._sizes)
+            data = dict(self._data)
+        corrupt: list[bytes] = []
+        checked = total = 0
+        last: bytes | None = None
+        for chunk_id in sorted(k for k in sizes if after is None or k > after):
+            if checked and total >= max_bytes:
+                return ScrubPart(checked, total, tuple(corrupt), last)
+            last = chunk_id
+            if not chunk_ok(chunk_id, data.get(chunk_id), sizes[chunk_id]):
+                corrupt.append(chunk_id)
+            checked += 1
+            total += sizes[chunk_id]
+        return ScrubPart(checked, total, tuple(corrupt), None)
 
     def close(self) -> None:
         self._closed = True

@@ -49,6 +49,21 @@ class ScrubReport:
         return not self.corrupt and self.accounting_ok
 
 
+@dataclass(frozen=True, slots=True)
+class ScrubPart:
+    """What :meth:`ChunkStore.scrub_part` found in one slice of the store."""
+
+    checked: int
+    """Chunks verified in this slice."""
+    bytes_checked: int
+    """Sum of their recorded sizes."""
+    corrupt: tuple[bytes, ...]
+    """Ids of those whose bytes are missing or no longer match the id, ascending."""
+    last: bytes | None
+    """The last id checked, to pass as ``after`` for the next slice; None when this
+    slice reached the end of the store (the pass is complete)."""
+
+
 class ChunkStore(Protocol):
     """Content-addressed chunk storage with a hard capacity.
 
@@ -112,6 +127,14 @@ class ChunkStore(Protocol):
 
     def scrub(self) -> ScrubReport:
         """Verify every chunk and the counters; report, delete nothing."""
+        ...
+
+    def scrub_part(self, after: bytes | None, max_bytes: int) -> ScrubPart:
+        """Verify the chunks whose ids follow ``after`` (None: from the first), in
+        ascending order, until ``max_bytes`` of them are checked (at least one
+        chunk); report, delete nothing. A background scrub calls it again with
+        the ``last`` it returned, a slice at a time, so that no call holds the
+        disk for long."""
         ...
 
     def close(self) -> None:

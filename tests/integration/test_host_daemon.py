@@ -591,3 +591,27 @@ async def test_a_host_announces_its_advertised_address_in_its_ad_and_contact(
             node = await net.start("announced")
             assert node.ad().host == "127.0.0.2"
             assert node.dht.contact.host == "127.0.0.2"
+
+
+async def test_a_chunk_the_disk_damaged_is_found_by_the_background_scrub(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="storenode.host.daemon")
+    with trio.fail_after(WAIT):
+        async with network(tmp_path) as net:
+            net.home("host-a", account(1), scrub_rate=1 << 20)
+            a = await net.start("host-a")
+            work = make_work()
+            refs = work.refs([(0, 0), (1, 1)])
+            terms = net.terms(a, refs)
+            await net.client.request(addr(a), proposal(work, terms, refs))
+            for ref in refs:
+                await net.client.request(addr(a), work.put(ref))
+            assert a.status()["damaged"] == 0
+            name = refs[1].chunk_id.hex()
+            path = a.config.chunks_dir / "chunks" / name[:2] / name  # docs/specs/chunk-store.md
+            path.write_bytes(bytes(b ^ 0x5A for b in path.read_bytes()))
+
+            await eventually(lambda: a.status()["damaged"] == 1, "the scrub found it")
+            said = f"chunk {name[:16]}… is damaged on disk (found by the background scrub)"
+            assert said in caplog.text and work.cid.hex()[:8] in caplog.text

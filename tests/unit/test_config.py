@@ -90,6 +90,7 @@ def test_a_config_with_every_key_set_survives_a_round_trip() -> None:
         price=1,
         collateral_bps=0,
         max_windows=7,
+        scrub_rate=0,
         http_enabled=False,
         http_host="::1",
         http_port=1,
@@ -125,6 +126,8 @@ def test_a_capacity_reads_with_or_without_a_unit(text: str, size: int) -> None:
         ('price = "1.0000000000000000001"', "host.price"),
         ("collateral_bps = 10001", "host.collateral_bps"),
         ("enabled = 1", "host.enabled"),
+        ('scrub_rate = "fast"', "host.scrub_rate"),
+        ("scrub_rate = -8", "host.scrub_rate"),
     ],
 )
 def test_a_bad_host_value_is_named_by_its_key(line: str, key: str) -> None:

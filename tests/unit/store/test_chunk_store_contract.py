@@ -15,6 +15,7 @@ from storenode.store import (
     ChunkMismatchError,
     ChunkNotFoundError,
     ChunkStore,
+    ScrubPart,
     StoreClosedError,
     StoreError,
 )
@@ -260,3 +261,38 @@ def test_every_store_error_is_a_store_error() -> None:
     errors = [getattr(pkg, n) for n in pkg.__all__ if n.endswith("Error")]
     assert len(errors) >= 12
     assert all(issubclass(e, StoreError) for e in errors)
+
+
+def test_a_scrub_in_parts_checks_every_chunk_once_in_order(
+    harness: Harness, store: ChunkStore
+) -> None:
+    chunks = [chunk(n, 1000 + 10 * n) for n in range(7)]
+    store.put_many(chunks)
+    bad = sorted([chunks[2][0], chunks[5][0]])
+    for cid in bad:
+        store = harness.corrupt(cid)
+    seen: list[ScrubPart] = []
+    after = None
+    while True:
+        part = store.scrub_part(after, max_bytes=2500)
+        seen.append(part)
+        if part.last is None:
+            break
+        after = part.last
+    assert [p.checked for p in seen] == [3, 3, 1]  # 2500 bytes: three ~1 KB chunks a part
+    assert sum(p.bytes_checked for p in seen) == sum(len(d) for _, d in chunks)
+    assert [c for p in seen for c in p.corrupt] == bad
+    assert store.has(bad[0]) and store.has(bad[1]), "a scrub deletes nothing"
+
+
+def test_a_scrub_part_checks_at_least_one_chunk_and_ends_on_an_empty_store(
+    store: ChunkStore,
+) -> None:
+    assert store.scrub_part(None, max_bytes=100) == ScrubPart(0, 0, (), None)
+    big, small = chunk(1, 5000), chunk(2, 10)
+    store.put_many([big, small])
+    first = store.scrub_part(None, max_bytes=0)
+    assert first.checked == 1 and first.last == min(big[0], small[0])
+    rest = store.scrub_part(first.last, max_bytes=0)
+    assert rest.checked == 1 and rest.last is None
+    assert store.scrub_part(max(big[0], small[0]), max_bytes=1 << 20).checked == 0

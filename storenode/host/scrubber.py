@@ -1,0 +1,100 @@
+"""The background scrub: the host re-reads its chunks, a slice at a time, and
+reports the ones its disk damaged.
+
+A damaged chunk is already refused to readers (the store checks every read)
+and cannot be proven, so its windows would be missed; the scrub finds it
+before a challenge or a reader touches it. It checks ``[host] scrub_rate``
+bytes of chunks per second against their ids (the full Merkle check, not the
+CRC), in id order, and starts over once it has checked every chunk. It
+deletes and repairs nothing: it logs each damaged chunk once, with the works
+it belongs to, and keeps the set of damaged chunks for ``/api/status``. A
+chunk found damaged in one pass and intact in the next (deleted and stored
+again) leaves the set at the end of that pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from storenode.store.errors import StoreClosedError
+from storenode.store.protocol import ChunkStore, ScrubPart
+
+log = logging.getLogger("storenode.host.daemon")
+"""The daemon's logger: its lines carry one name whichever part of it speaks."""
+
+SLICE_SECONDS: Final = 1.0
+"""About how long one slice's share of the rate lasts; a slice checks
+``rate × SLICE_SECONDS`` bytes."""
+
+
+class Scrubber:
+    """Checks ``store`` at ``rate`` bytes per second, forever (see the module docstring).
+
+    ``works_of(chunk_id)`` names the works a chunk belongs to, for the log."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        rate: int,
+        *,
+        works_of: Callable[[bytes], str] = lambda chunk_id: "",
+        slice_seconds: float = SLICE_SECONDS,
+    ) -> None:
+        self.store = store
+        self.rate = rate
+        self.works_of = works_of
+        self.slice_seconds = slice_seconds
+        self.damaged: set[bytes] = set()
+        """Chunks found damaged in the last complete pass or the current one."""
+        self.passes = 0
+        """Complete passes over the store."""
+        self._this_pass: set[bytes] = set()
+
+    async def run(self) -> None:
+        """Scrub until cancelled; returns at once when the rate is 0."""
+        if self.rate <= 0:
+            return
+        after: bytes | None = None
+        budget = max(1, int(self.rate * self.slice_seconds))
+        while True:
+            started = trio.current_time()
+            try:
+                part = await trio.to_thread.run_sync(self.store.scrub_part, after, budget)
+            except StoreClosedError:
+                return  # the node is stopping
+            self._found(part)
+            after = part.last
+            if after is None:
+                self._pass_done()
+            # Keep to the rate: this slice's bytes at `rate` take this long.
+            pause = part.bytes_checked / self.rate - (trio.current_time() - started)
+            await trio.sleep(max(pause, self.slice_seconds if part.checked == 0 else 0.0))
+
+    def _found(self, part: ScrubPart) -> None:
+        for chunk_id in part.corrupt:
+            self._this_pass.add(chunk_id)
+            if chunk_id in self.damaged:
+                continue
+            self.damaged.add(chunk_id)
+            works = self.works_of(chunk_id)
+            log.warning(
+                "chunk %s… is damaged on disk (found by the background scrub)%s: it is not "
+                "served, and its challenges will be missed; check the disk",
+                chunk_id.hex()[:16],
+                f", of work {works}" if works else "",
+            )
+
+    def _pass_done(self) -> None:
+        self.passes += 1
+        healed = self.damaged - self._this_pass
+        if healed:
+            log.info("%d chunk(s) found damaged before are intact now", len(healed))
+        self.damaged = self._this_pass
+        self._this_pass = set()
+
+
+__all__ = ["SLICE_SECONDS", "Scrubber"]

@@ -1,0 +1,95 @@
+"""The background scrub: finds what the disk damaged, at the configured rate,
+says so once, and forgets a chunk that is intact again."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from storenode.coding.merkle import merkle_root
+from storenode.host.scrubber import Scrubber
+from storenode.store import DiskChunkStore
+
+SIZE = 3000
+
+
+def chunk(n: int) -> tuple[bytes, bytes]:
+    data = (n.to_bytes(4, "big") * (SIZE // 4 + 1))[:SIZE]
+    return merkle_root(data), data
+
+
+def damage(store_path: Path, chunk_id: bytes) -> None:
+    name = chunk_id.hex()
+    path = store_path / "chunks" / name[:2] / name  # docs/specs/chunk-store.md
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0x01
+    path.write_bytes(raw)
+
+
+async def passes(scrubber: Scrubber, count: int) -> float:
+    """Wait until ``scrubber`` has completed ``count`` passes; when (trio's clock)."""
+    while scrubber.passes < count:
+        await trio.sleep(0.01)
+    return trio.current_time()
+
+
+async def test_the_scrub_finds_damaged_chunks_says_so_once_and_keeps_to_its_rate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.INFO, logger="storenode.host.daemon")
+    chunks = [chunk(n) for n in range(10)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many(chunks)
+        bad = {chunks[3][0], chunks[7][0]}
+        for cid in bad:
+            damage(tmp_path / "s", cid)
+        rate = 6000  # two chunks a second: a pass of 10 chunks takes ~5 s
+        scrubber = Scrubber(store, rate, works_of=lambda c: "w1")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(scrubber.run)
+            first = await passes(scrubber, 1)
+            assert scrubber.damaged == bad
+            third = await passes(scrubber, 3)
+            nursery.cancel_scope.cancel()
+        assert store.has(chunks[3][0]), "the scrub deletes nothing"
+    assert (third - first) >= 2 * 10 * SIZE / rate * 0.9, "it keeps to its rate"
+    said = [r.getMessage() for r in caplog.records if "damaged on disk" in r.getMessage()]
+    assert len(said) == 2, "each damaged chunk is reported once, not once a pass"
+    assert all("of work w1" in m for m in said)
+
+
+async def test_a_chunk_stored_again_intact_leaves_the_damaged_set_after_a_pass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.INFO, logger="storenode.host.daemon")
+    chunks = [chunk(n) for n in range(4)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many(chunks)
+        cid, data = chunks[1]
+        damage(tmp_path / "s", cid)
+        scrubber = Scrubber(store, 1 << 20)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(scrubber.run)
+            done = await passes(scrubber, 1)
+            assert scrubber.damaged == {cid}
+            store.delete(cid)
+            store.put(cid, data)
+            await passes(scrubber, scrubber.passes + 2)
+            assert scrubber.damaged == set()
+            nursery.cancel_scope.cancel()
+    assert done > 0
+    assert "1 chunk(s) found damaged before are intact now" in caplog.text
+
+
+async def test_a_rate_of_zero_scrubs_nothing(tmp_path: Path) -> None:
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(*chunk(1))
+        damage(tmp_path / "s", chunk(1)[0])
+        scrubber = Scrubber(store, 0)
+        with trio.fail_after(1):
+            await scrubber.run()  # returns at once
+        assert scrubber.passes == 0 and scrubber.damaged == set()
