@@ -20,7 +20,7 @@ from typing import Final
 
 import trio
 
-from storenode.store.errors import StoreClosedError
+from storenode.store.errors import StoreClosedError, StoreError
 from storenode.store.protocol import ChunkStore, ScrubPart
 
 log = logging.getLogger("storenode.host.daemon")
@@ -29,6 +29,10 @@ log = logging.getLogger("storenode.host.daemon")
 SLICE_SECONDS: Final = 1.0
 """About how long one slice's share of the rate lasts; a slice checks
 ``rate × SLICE_SECONDS`` bytes."""
+
+
+RETRY_SECONDS: Final = 60.0
+"""How long the scrub waits after the store failed it (a read error, a bad record)."""
 
 
 class Scrubber:
@@ -66,6 +70,10 @@ class Scrubber:
                 part = await trio.to_thread.run_sync(self.store.scrub_part, after, budget)
             except StoreClosedError:
                 return  # the node is stopping
+            except StoreError as e:  # never take the node down: say so, try again later
+                log.warning("the background scrub failed (%s); trying again in a minute", e)
+                await trio.sleep(RETRY_SECONDS)
+                continue
             self._found(part)
             after = part.last
             if after is None:
@@ -97,4 +105,4 @@ class Scrubber:
         self._this_pass = set()
 
 
-__all__ = ["SLICE_SECONDS", "Scrubber"]
+__all__ = ["RETRY_SECONDS", "SLICE_SECONDS", "Scrubber"]

@@ -11,8 +11,8 @@ import trio
 import trio.testing
 
 from storenode.coding.merkle import merkle_root
-from storenode.host.scrubber import Scrubber
-from storenode.store import DiskChunkStore
+from storenode.host.scrubber import RETRY_SECONDS, Scrubber
+from storenode.store import DiskChunkStore, MemoryChunkStore, ScrubPart, StoreIOError
 
 SIZE = 3000
 
@@ -93,3 +93,28 @@ async def test_a_rate_of_zero_scrubs_nothing(tmp_path: Path) -> None:
         with trio.fail_after(1):
             await scrubber.run()  # returns at once
         assert scrubber.passes == 0 and scrubber.damaged == set()
+
+
+async def test_a_store_that_fails_the_scrub_is_tried_again_not_fatal(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.WARNING, logger="storenode.host.daemon")
+    store = MemoryChunkStore(capacity=1 << 20)
+    store.put(*chunk(1))
+    real = store.scrub_part
+    failures = [StoreIOError("/disk", "read error")]
+
+    def flaky(after: bytes | None, max_bytes: int) -> ScrubPart:
+        if failures:
+            raise failures.pop()
+        return real(after, max_bytes)
+
+    store.scrub_part = flaky  # type: ignore[method-assign]
+    scrubber = Scrubber(store, 1 << 20)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scrubber.run)
+        started = trio.current_time()
+        await passes(scrubber, 1)
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - started >= RETRY_SECONDS
+    assert "the background scrub failed (" in caplog.text and "trying again" in caplog.text
