@@ -15,7 +15,7 @@ again) leaves the set at the end of that pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
@@ -38,7 +38,9 @@ RETRY_SECONDS: Final = 60.0
 class Scrubber:
     """Checks ``store`` at ``rate`` bytes per second, forever (see the module docstring).
 
-    ``works_of(chunk_id)`` names the works a chunk belongs to, for the log."""
+    ``works_of(chunk_id)`` names the works a chunk belongs to, for the log;
+    ``in_thread`` runs a slice's check (a worker thread; tests run it inline,
+    so that trio's mock clock sees only the scrub's own sleeps)."""
 
     def __init__(
         self,
@@ -47,11 +49,15 @@ class Scrubber:
         *,
         works_of: Callable[[bytes], str] = lambda chunk_id: "",
         slice_seconds: float = SLICE_SECONDS,
+        in_thread: Callable[
+            [Callable[[bytes | None, int], ScrubPart], bytes | None, int], Awaitable[ScrubPart]
+        ] = trio.to_thread.run_sync,
     ) -> None:
         self.store = store
         self.rate = rate
         self.works_of = works_of
         self.slice_seconds = slice_seconds
+        self.in_thread = in_thread
         self.damaged: set[bytes] = set()
         """Chunks found damaged in the last complete pass or the current one."""
         self.passes = 0
@@ -67,7 +73,7 @@ class Scrubber:
         while True:
             started = trio.current_time()
             try:
-                part = await trio.to_thread.run_sync(self.store.scrub_part, after, budget)
+                part = await self.in_thread(self.store.scrub_part, after, budget)
             except StoreClosedError:
                 return  # the node is stopping
             except StoreError as e:  # never take the node down: say so, try again later
@@ -78,9 +84,13 @@ class Scrubber:
             after = part.last
             if after is None:
                 self._pass_done()
-            # Keep to the rate: this slice's bytes at `rate` take this long.
+            # Keep to the rate: this slice's bytes at `rate` take this long. A pass
+            # that ended (or found nothing) waits a slice at least, so a small
+            # store is not read over and over.
             pause = part.bytes_checked / self.rate - (trio.current_time() - started)
-            await trio.sleep(max(pause, self.slice_seconds if part.checked == 0 else 0.0))
+            if after is None:
+                pause = max(pause, self.slice_seconds)
+            await trio.sleep(max(pause, 0.0))
 
     def _found(self, part: ScrubPart) -> None:
         for chunk_id in part.corrupt:

@@ -4,7 +4,9 @@ says so once, and forgets a chunk that is intact again."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -12,7 +14,7 @@ import trio.testing
 
 from storenode.coding.merkle import merkle_root
 from storenode.host.scrubber import RETRY_SECONDS, Scrubber
-from storenode.store import DiskChunkStore, MemoryChunkStore, ScrubPart, StoreIOError
+from storenode.store import ChunkStore, DiskChunkStore, MemoryChunkStore, ScrubPart, StoreIOError
 
 SIZE = 3000
 
@@ -28,6 +30,16 @@ def damage(store_path: Path, chunk_id: bytes) -> None:
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0x01
     path.write_bytes(raw)
+
+
+async def inline(fn: Callable[[bytes | None, int], ScrubPart], *args: Any) -> ScrubPart:
+    """Run a slice in the test's task: with trio's mock clock, time then moves only
+    by the scrub's own sleeps (a worker thread's real time would let it jump)."""
+    return fn(*args)
+
+
+def scrubber_of(store: ChunkStore, rate: int, **kw: Any) -> Scrubber:
+    return Scrubber(store, rate, in_thread=inline, **kw)
 
 
 async def passes(scrubber: Scrubber, count: int) -> float:
@@ -48,7 +60,7 @@ async def test_the_scrub_finds_damaged_chunks_says_so_once_and_keeps_to_its_rate
         for cid in bad:
             damage(tmp_path / "s", cid)
         rate = 6000  # two chunks a second: a pass of 10 chunks takes ~5 s
-        scrubber = Scrubber(store, rate, works_of=lambda c: "w1")
+        scrubber = scrubber_of(store, rate, works_of=lambda c: "w1")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(scrubber.run)
             first = await passes(scrubber, 1)
@@ -71,7 +83,7 @@ async def test_a_chunk_stored_again_intact_leaves_the_damaged_set_after_a_pass(
         store.put_many(chunks)
         cid, data = chunks[1]
         damage(tmp_path / "s", cid)
-        scrubber = Scrubber(store, 1 << 20)
+        scrubber = scrubber_of(store, 1 << 20)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(scrubber.run)
             done = await passes(scrubber, 1)
@@ -89,7 +101,7 @@ async def test_a_rate_of_zero_scrubs_nothing(tmp_path: Path) -> None:
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(*chunk(1))
         damage(tmp_path / "s", chunk(1)[0])
-        scrubber = Scrubber(store, 0)
+        scrubber = scrubber_of(store, 0)
         with trio.fail_after(1):
             await scrubber.run()  # returns at once
         assert scrubber.passes == 0 and scrubber.damaged == set()
@@ -110,7 +122,7 @@ async def test_a_store_that_fails_the_scrub_is_tried_again_not_fatal(
         return real(after, max_bytes)
 
     store.scrub_part = flaky  # type: ignore[method-assign]
-    scrubber = Scrubber(store, 1 << 20)
+    scrubber = scrubber_of(store, 1 << 20)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(scrubber.run)
         started = trio.current_time()
@@ -118,3 +130,23 @@ async def test_a_store_that_fails_the_scrub_is_tried_again_not_fatal(
         nursery.cancel_scope.cancel()
     assert trio.current_time() - started >= RETRY_SECONDS
     assert "the background scrub failed (" in caplog.text and "trying again" in caplog.text
+
+
+async def test_a_small_store_is_scrubbed_about_once_a_second_not_over_and_over(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = MemoryChunkStore(capacity=1 << 20)
+    store.put(*chunk(1))
+    calls = 0
+    real = store.scrub_part
+
+    def counted(after: bytes | None, max_bytes: int) -> ScrubPart:
+        nonlocal calls
+        calls += 1
+        return real(after, max_bytes)
+
+    store.scrub_part = counted  # type: ignore[method-assign]
+    scrubber = scrubber_of(store, 1 << 20)
+    with trio.move_on_after(10):
+        await scrubber.run()
+    assert 9 <= scrubber.passes <= 11 and calls == scrubber.passes
