@@ -2,6 +2,8 @@
 
 * :func:`sync_dir`: make a directory's entries (files created, renamed,
   removed) durable, as ``fsync`` on the files does not.
+* :func:`drop_cache`: drop a file's clean pages from the page cache, so that
+  the next read comes from the disk (and a one-off read leaves no pages behind).
 * :func:`start_writeback`: ask the kernel to start writing a file's dirty
   pages now, without waiting for them (Linux ``sync_file_range`` with
   ``SYNC_FILE_RANGE_WRITE``). A writer that calls it as it goes makes the
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from functools import cache
@@ -27,6 +30,15 @@ def sync_dir(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def drop_cache(fd: int) -> None:
+    """Drop the open file ``fd``'s clean pages from the page cache (dirty ones are
+    kept until written); nothing where the OS has no ``posix_fadvise``."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        with contextlib.suppress(OSError):
+            advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def start_writeback(fd: int) -> None:
@@ -52,4 +64,4 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     return fn
 
 
-__all__ = ["start_writeback", "sync_dir"]
+__all__ = ["drop_cache", "start_writeback", "sync_dir"]

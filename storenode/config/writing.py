@@ -58,7 +58,7 @@ collateral_bps = {collateral_bps}
 max_windows = {max_windows}
 # How much chunk data the host re-reads and checks per second in the
 # background, to find what its disk damaged before a challenge does
-# ("1 MiB": 86 GB a day; 0: never).
+# ("1 MiB": ~84 GiB a day; 0: never).
 scrub_rate = {scrub_rate}
 
 [http]

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Final
 
-from storenode.files import sync_dir
+from storenode.files import drop_cache, sync_dir
 from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
 from storenode.store.errors import (
     ChunkCorruptError,
@@ -333,26 +333,37 @@ class DiskChunkStore(ClosingDatabase):
         last: bytes | None = None
         start = LEN_PREFIX if after is None else LEN_PREFIX + after
         with self._guard(), self._db.snapshot() as snap:
-            it = snap.iterator(start=start, stop=_LEN_END, include_start=after is None)
+            it = snap.iterator(
+                start=start, stop=_LEN_END, include_start=after is None, fill_cache=False
+            )
             with it:
                 for key, value in it:
                     if checked and total >= max_bytes:
                         return ScrubPart(checked, total, tuple(corrupt), last)
                     last = self._id_of(key)
-                    size, intact = self._verify(last, value)
-                    if not intact:
+                    size, intact = self._verify(last, value, uncached=True)
+                    # A chunk deleted since the snapshot is not damage.
+                    if not intact and self._db.get(key) is not None:
                         corrupt.append(last)
                     checked += 1
                     total += max(size, 0)
         return ScrubPart(checked, total, tuple(corrupt), None)
 
-    def _verify(self, chunk_id: bytes, record: bytes) -> tuple[int, bool]:
+    def _verify(
+        self, chunk_id: bytes, record: bytes, *, uncached: bool = False
+    ) -> tuple[int, bool]:
         """A held chunk's recorded size (-1 if its record is malformed) and whether its
-        file holds exactly its bytes: the full Merkle check, whatever the CRC says."""
+        file holds exactly its bytes: the full Merkle check, whatever the CRC says.
+        ``uncached``: read what the disk holds, not the page cache's copy, and leave
+        the cache as the readers had it (for the background scrub)."""
         size = _U64.unpack_from(record)[0] if len(record) in _RECORD_SIZES else -1
         try:
             with open(self._file(chunk_id), "rb") as f:
+                if uncached:
+                    drop_cache(f.fileno())
                 data: bytes | None = f.read()
+                if uncached:
+                    drop_cache(f.fileno())
         except OSError:
             data = None
         return size, chunk_ok(chunk_id, data, size)

@@ -479,3 +479,26 @@ def test_a_delete_during_a_format_2_read_is_not_undone_by_its_crc(
         assert not store.has(cid)
         assert (store.chunk_count, store.used_bytes) == (0, 0)
     assert _record(tmp_path / "s", cid) is None
+
+
+def test_a_chunk_deleted_during_a_scrub_slice_is_not_reported_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A contract ends and its chunks are deleted while the background scrub reads
+    them from its snapshot: a missing file is then a delete, not damage."""
+    chunks = [chunk(n) for n in range(3)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many(chunks)
+        gone = chunks[1][0]
+        real = disk.chunk_ok
+
+        def deleted_meanwhile(chunk_id: bytes, raw: bytes | None, size: int) -> bool:
+            if chunk_id == gone and store.has(gone):
+                store.delete(gone)
+                return False  # what the read of a file removed under it sees
+            return real(chunk_id, raw, size)
+
+        monkeypatch.setattr(disk, "chunk_ok", deleted_meanwhile)
+        part = store.scrub_part(None, max_bytes=1 << 20)
+        assert (part.checked, part.corrupt, part.last) == (3, (), None)
+        assert not store.has(gone)
