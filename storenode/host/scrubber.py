@@ -2,16 +2,16 @@
 reports the ones its disk damaged.
 
 A damaged chunk is already refused to readers (the store checks every read)
-and cannot be proven, so its windows would be missed; the scrub finds it
-even if no challenge or reader touches it (a pass takes the store's size over
-the rate: ~3 hours for 10 GiB at the default 1 MiB/s, ~12 days for 1 TB). It checks ``[host] scrub_rate``
-bytes of chunks per second against their ids (the full Merkle check, not the
-CRC), in id order, reading past the page cache, and starts over once it has
-checked every chunk; it reads at most half the time, so a busy disk slows it. It
-deletes and repairs nothing: it logs each damaged chunk once, with the works
-it belongs to, and keeps the set of damaged chunks for ``/api/status``. A
-chunk found damaged in one pass and intact in the next (deleted and stored
-again) leaves the set at the end of that pass.
+and cannot be proven, so its windows would be missed; the scrub finds it even
+if no challenge or reader touches it. It checks ``[host] scrub_rate`` bytes of
+chunks per second against their ids (the full Merkle check, not the CRC), in
+id order, reading past the page cache, and starts over once it has checked
+every chunk: a pass takes the store's size over the rate, ~3 hours for 10 GiB
+at the default 1 MiB/s, ~12 days for 1 TB. It reads at most half the time, so
+a busy disk slows it. It deletes and repairs nothing: it logs each damaged
+chunk once, with the works it belongs to, and keeps the set of damaged chunks
+for ``/api/status``. A chunk found damaged in one pass and intact in the next
+(deleted and stored again) leaves the set at the end of that pass.
 """
 
 from __future__ import annotations
