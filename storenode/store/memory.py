@@ -58,6 +58,10 @@ class MemoryChunkStore:
         batch = verified(chunks)
         with self._lock:
             self._check_open()
+            for chunk_id, raw in batch.items():  # held, but damaged: the bytes put replace it
+                size = self._sizes.get(chunk_id)
+                if size is not None and not chunk_ok(chunk_id, self._data.get(chunk_id), size):
+                    self._data[chunk_id] = raw
             new = {k: v for k, v in batch.items() if k not in self._sizes}
             if not new:
                 return

@@ -296,3 +296,20 @@ def test_a_scrub_part_checks_at_least_one_chunk_and_ends_on_an_empty_store(
     rest = store.scrub_part(first.last, max_bytes=0)
     assert rest.checked == 1 and rest.last is None
     assert store.scrub_part(max(big[0], small[0]), max_bytes=1 << 20).checked == 0
+
+
+def test_putting_a_damaged_chunk_again_replaces_it(harness: Harness, store: ChunkStore) -> None:
+    (cid, data), other = chunk(1), chunk(2)
+    store.put_many([(cid, data), other])
+    store = harness.corrupt(cid)
+    with pytest.raises(ChunkCorruptError):
+        store.get(cid)
+    used, count = store.used_bytes, store.chunk_count
+
+    store.put_many([(cid, data), other])
+
+    assert store.get(cid) == data and store.get(other[0]) == other[1]
+    assert (store.used_bytes, store.chunk_count) == (used, count)
+    assert store.scrub().clean
+    store = harness.reopen()
+    assert store.get(cid) == data, "the repair is durable"
