@@ -36,3 +36,11 @@ class RequestRefusedError(NetError):
         self.code = code
         self.message = message
         super().__init__(f"{code.name}: {message}")
+
+
+class LedgerStoppedError(RequestRefusedError):
+    """The ledger service has stopped (its chain may be closed); a request that
+    meets it is answered ``UNAVAILABLE``."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, "the ledger service has stopped")
