@@ -14,7 +14,6 @@ one. The config may move the key and the data elsewhere; the paths a
 
 from __future__ import annotations
 
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,6 @@ from storenode.config import (
 from storenode.identity import SEED_SIZE, Identity
 
 CONFIG_NAME: Final = "config.toml"
-HOME_ENV: Final = "STORENODE_HOME"
 
 
 class HomeError(Exception):
@@ -76,12 +74,6 @@ class KeyFilePermissionsError(KeyFileError):
             f"{path} can be read by other users (mode {mode:04o}): run `chmod 600 {path}`",
         )
         self.mode = mode
-
-
-def default_home() -> Path:
-    """``$STORENODE_HOME``, else ``~/.storenode``."""
-    env = os.environ.get(HOME_ENV)
-    return Path(env) if env else Path.home() / ".storenode"
 
 
 # -- the key file ----------------------------------------------------------------------------

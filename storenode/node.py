@@ -33,7 +33,6 @@ from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Final
 
 import trio
 
@@ -41,6 +40,7 @@ from storenode.config import write_atomic
 from storenode.dht import Contact, DhtNode
 from storenode.groups import single
 from storenode.home import Home, open_home
+from storenode.homedir import READY_FILE
 from storenode.host.book import BookError, HostBook
 from storenode.host.daemon import AD_INTERVAL, HostNode, start_http
 from storenode.host.prover import view_of
@@ -139,10 +139,6 @@ async def _report_synced(service: LedgerService, peers: int) -> None:
             chain.genesis.validators.index(service.identity.public_key) + 1,
             n,
         )
-
-
-READY_FILE: Final = "node.json"
-"""Written in the home once the host daemon serves (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,7 @@ class _Routes:
             "Content-Disposition": content_disposition(info.name),
             "Content-Security-Policy": _WORK_CSP,
             "X-Content-Type-Options": "nosniff",
+            "Storenode-Manifest": "registered" if info.registered else "unregistered",
         }
         if request.method == "HEAD":  # Range is defined for GET only (RFC 9110 §14.2)
             headers["Content-Length"] = str(info.length)

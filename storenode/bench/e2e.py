@@ -17,13 +17,18 @@ each its own process on 127.0.0.1), then for each size and each rep a fresh file
   is the file size over the upload's own seconds, as the command reports
   them (``upload_s``: coding and sending the shards to the hosts, until
   every host acknowledged its last chunk).
-* ``fetch_MBps``: the wall time of ``storenode --home DIR/publisher fetch CID
-  -o OUT --json`` (start-up included, as in ``tahoe get``);
-  ``fetch_read_MBps``: the file size over the seconds the command reports
-  (from the work opened, manifest and providers found, to the file written;
-  neither it nor ``tahoe get`` syncs it); ``fetch_gateway_MBps``: a plain HTTP GET of
-  ``/content/<cid>`` on the gateway, first request byte to last body byte.
-  Both outputs are checked against the input's SHA-256.
+* ``fetch_MBps``: the wall time of ``storenode --home DIR/validator-1 fetch
+  CID -o OUT --json``, the whole command from the home of a running node (the
+  one that serves the gateway), which it reads through, as ``tahoe get``
+  reads through its running client node: start-up included, output synced.
+  ``fetch_standalone_MBps``: the same command from ``DIR/publisher``, whose
+  home runs no node, so the command is the whole client (it starts the
+  fetcher's stack, joins the DHT, reads from the hosts itself);
+  ``fetch_read_MBps``: the file size over the seconds that command reports
+  (from the work opened, manifest and providers found, to the file written
+  and synced). ``fetch_gateway_MBps``: a plain HTTP GET of ``/content/<cid>``
+  on the gateway, first request byte to last body byte. Every output is
+  checked against the input's SHA-256.
 
 Figures are the median over the reps. Then on the last rep's work, ranged
 GETs of 64 KiB at random offsets on the gateway, each on a new connection,
@@ -38,9 +43,10 @@ each checked for 206 and for the right bytes:
 
 Memory, as ``bench.sh`` reports Tahoe's (the peak resident set, VmHWM):
 
-* ``publish_peak_MiB`` and ``fetch_peak_MiB``: the largest peak of the
-  ``publish`` and ``fetch`` commands over the reps (each command's own
-  ``ru_maxrss``, from ``wait4``);
+* ``publish_peak_MiB``, ``fetch_peak_MiB`` and ``fetch_standalone_peak_MiB``:
+  the largest peak of the ``publish`` and the two ``fetch`` commands over the
+  reps (each command's own ``ru_maxrss``, from ``wait4``; the node a fetch reads
+  through counts in ``gateway_hwm_MiB``);
 * ``gateway_hwm_MiB``: the validator that serves the gateway, and
   ``host_hwm_MiB``: the largest of the ten hosts, each since the localnet
   started, read after the size's reps (Tahoe's client and storage nodes are
@@ -118,6 +124,7 @@ class OurFigures:
     publish_MBps: float
     publish_upload_MBps: float
     fetch_MBps: float
+    fetch_standalone_MBps: float
     fetch_read_MBps: float
     fetch_gateway_MBps: float
     ttfb_ms: float
@@ -125,6 +132,7 @@ class OurFigures:
     ttfb_header_ms: float
     publish_peak_MiB: float
     fetch_peak_MiB: float
+    fetch_standalone_peak_MiB: float
     gateway_hwm_MiB: float
     host_hwm_MiB: float
 
@@ -189,6 +197,10 @@ class Localnet:
     pids: dict[str, int]
     """Each node's process, by name (``validator-1``, ``node-1`` …)."""
 
+    def node_home(self, name: str) -> Path:
+        """Node ``name``'s home (``localnet up`` makes it ``DIR/<name>``)."""
+        return self.directory / name
+
     def hwm_mib(self, name: str) -> float:
         """Node ``name``'s peak resident set since it started (VmHWM)."""
         return vm_hwm_mib(self.pids[name])
@@ -238,11 +250,13 @@ class Rep:
     publish_s: float
     upload_s: float
     fetch_s: float
+    standalone_s: float
     read_s: float
     gateway_s: float
     ttfb_cold: HttpTiming
     publish_peak_mib: float
     fetch_peak_mib: float
+    standalone_peak_mib: float
 
 
 def publish(net: Localnet, path: Path, size: int) -> tuple[str, Ran, float]:
@@ -278,20 +292,29 @@ def ranged_read(net: Localnet, cid: str, source: Path, size: int, rng: random.Ra
     return got
 
 
+def fetch(
+    net: Localnet, home: Path, cid: str, out: Path, want: str, size: int
+) -> tuple[Ran, float]:
+    """``storenode --home HOME fetch CID -o OUT --json``, its output checked and removed:
+    the command's run and the seconds it reports for its read."""
+    out.unlink(missing_ok=True)
+    args = [*CLI, "--home", str(home), "fetch", cid, "-o", str(out), "--json"]
+    ran = run_command(args, "storenode fetch", command_timeout(size))
+    read_s = float(json_line(ran.stdout, "storenode fetch")["seconds"])
+    if sha256_of(out) != want:
+        raise BenchError(f"storenode fetch {cid} wrote bytes that differ from the published file")
+    out.unlink()
+    return ran, read_s
+
+
 def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
     source = work / "in.bin"
     want = write_random_file(source, size)
     cid, published, upload_s = publish(net, source, size)
     cold = ranged_read(net, cid, source, size, rng)
 
-    out = work / "out.bin"
-    out.unlink(missing_ok=True)
-    fetch = [*CLI, "--home", str(net.publisher_home), "fetch", cid, "-o", str(out), "--json"]
-    fetched = run_command(fetch, "storenode fetch", command_timeout(size))
-    read_s = float(json_line(fetched.stdout, "storenode fetch")["seconds"])
-    if sha256_of(out) != want:
-        raise BenchError(f"storenode fetch {cid} wrote bytes that differ from the published file")
-    out.unlink()
+    fetched, _ = fetch(net, net.node_home("validator-1"), cid, work / "out.bin", want, size)
+    standalone, read_s = fetch(net, net.publisher_home, cid, work / "out.bin", want, size)
 
     digest = hashlib.sha256()
     whole = http_get(f"{net.gateway}/content/{cid}", sink=digest.update)
@@ -303,11 +326,13 @@ def one_rep(net: Localnet, work: Path, size: int, rng: random.Random) -> Rep:
         published.seconds,
         upload_s,
         fetched.seconds,
+        standalone.seconds,
         read_s,
         whole.total_s,
         cold,
         published.peak_mib,
         fetched.peak_mib,
+        standalone.peak_mib,
     )
 
 
@@ -320,8 +345,9 @@ def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> O
         say(
             f"storenode {size_mib} MiB rep {i + 1}: publish {rep.publish_s:.2f} s "
             f"({mbps(size, rep.publish_s):.1f} MB/s; upload {rep.upload_s:.2f} s), "
-            f"fetch {rep.fetch_s:.2f} s ({mbps(size, rep.fetch_s):.1f} MB/s; "
-            f"read {rep.read_s:.2f} s), gateway GET {rep.gateway_s:.2f} s"
+            f"fetch {rep.fetch_s:.2f} s ({mbps(size, rep.fetch_s):.1f} MB/s; standalone "
+            f"{rep.standalone_s:.2f} s, its read {rep.read_s:.2f} s), "
+            f"gateway GET {rep.gateway_s:.2f} s"
         )
         done.append(rep)
     last = done[-1]
@@ -332,6 +358,7 @@ def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> O
         publish_MBps=statistics.median(mbps(size, r.publish_s) for r in done),
         publish_upload_MBps=statistics.median(mbps(size, r.upload_s) for r in done),
         fetch_MBps=statistics.median(mbps(size, r.fetch_s) for r in done),
+        fetch_standalone_MBps=statistics.median(mbps(size, r.standalone_s) for r in done),
         fetch_read_MBps=statistics.median(mbps(size, r.read_s) for r in done),
         fetch_gateway_MBps=statistics.median(mbps(size, r.gateway_s) for r in done),
         ttfb_ms=statistics.median(t.first_body_s for t in warm) * 1000,
@@ -339,6 +366,7 @@ def run_ours(net: Localnet, size_mib: int, reps: int, work: Path, say: Say) -> O
         ttfb_header_ms=statistics.median(t.header_s for t in warm) * 1000,
         publish_peak_MiB=max(r.publish_peak_mib for r in done),
         fetch_peak_MiB=max(r.fetch_peak_mib for r in done),
+        fetch_standalone_peak_MiB=max(r.standalone_peak_mib for r in done),
         gateway_hwm_MiB=net.hwm_mib("validator-1"),
         host_hwm_MiB=max(net.hwm_mib(name) for name in net.pids if name.startswith("node-")),
     )
@@ -455,6 +483,7 @@ def print_table(result: dict[str, Any]) -> None:
             f"≥ {TARGET_SPEEDUP:g}×",
             _verdict(met, "fetch_MBps"),
         )
+        t.add_row("", "  standalone", f"{row['fetch_standalone_MBps']:.1f}")
         t.add_row("", "  its read", f"{row['fetch_read_MBps']:.1f}")
         t.add_row("", "  gateway GET", f"{row['fetch_gateway_MBps']:.1f}")
         t.add_row(
@@ -468,6 +497,7 @@ def print_table(result: dict[str, Any]) -> None:
         t.add_row("", "  cold", f"{row['ttfb_cold_ms']:.1f}")
         t.add_row("", "publish peak MiB", f"{row['publish_peak_MiB']:.0f}")
         t.add_row("", "fetch peak MiB", f"{row['fetch_peak_MiB']:.0f}")
+        t.add_row("", "  standalone", f"{row['fetch_standalone_peak_MiB']:.0f}")
         t.add_row(
             "",
             "gateway node MiB",

@@ -93,7 +93,7 @@ def tx_doc(raw: bytes) -> dict[str, Any]:
 
 
 def home_dir(args: argparse.Namespace) -> Path:
-    from storenode.home import default_home
+    from storenode.homedir import default_home
 
     return Path(args.home).expanduser() if args.home else default_home()
 

@@ -50,6 +50,11 @@ class ContentInfo:
     name: str
     media_type: str
     length: int
+    registered: bool = False
+    """Whether the manifest read is the one the work's registry entry names: then
+    each stripe is checked against its owner's word for the CID. Otherwise only
+    the manifest's signer vouches for it, and a reader of the whole work should
+    check the CID itself (``storenode fetch`` does)."""
 
 
 class ContentSource(Protocol):

@@ -149,7 +149,7 @@ class Fetcher:
 
     async def open(self, cid: bytes) -> ContentInfo:
         m = await self.manifest(cid)
-        return ContentInfo(cid, m.name, m.media_type, m.length)
+        return ContentInfo(cid, m.name, m.media_type, m.length, self.registered(cid))
 
     async def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
         m = await self.manifest(cid)

@@ -38,14 +38,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from storenode.config import write_atomic
+from storenode.homedir import READY_FILE
 from storenode.localnet.homes import LocalnetError, LocalnetParamsError, init_localnet
 
 log = logging.getLogger(__name__)
 
 RECORD_NAME: Final = "localnet.json"
 RECORD_VERSION: Final = 1
-READY_NAME: Final = "node.json"
-"""What the daemon writes in its home once it listens (and removes on a clean exit)."""
 LOG_NAME: Final = "node.log"
 NODE_COMMAND: Final = (sys.executable, "-m", "storenode.cli")
 START_TIMEOUT: Final = 60.0
@@ -269,7 +268,7 @@ def spawn_node(home: Path) -> int:
 def read_ready(home: Path) -> dict[str, Any] | None:
     """The daemon's ``node.json``, or None while there is none (or it is half written)."""
     try:
-        doc = json.loads((home / READY_NAME).read_text(encoding="utf-8"))
+        doc = json.loads((home / READY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None

@@ -42,6 +42,8 @@ class MemoryContentSource:
     * ``before_piece``: awaited with ``(cid, offset)`` before each piece is
       yielded, to hold a read at a chosen point.
     * ``reads``: every ``(cid, start, end)`` read so far, in order.
+    * ``unregistered``: CIDs that open as works the registry does not vouch for
+      (``ContentInfo.registered`` false); the others open as registered.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class MemoryContentSource:
         self.fail_at: dict[bytes, int] = {}
         self.before_piece: Callable[[bytes, int], Awaitable[None]] | None = None
         self.reads: list[tuple[bytes, int, int]] = []
+        self.unregistered: set[bytes] = set()
 
     def add(self, name: str, media_type: str, data: bytes) -> bytes:
         """Hold ``data`` as a work and return its CID (keccak256 of the bytes)."""
@@ -74,7 +77,8 @@ class MemoryContentSource:
         work = self.works.get(cid)
         if work is None:
             raise ContentNotFoundError(f"no manifest found for work {cid.hex()}")
-        return ContentInfo(cid, work.name, work.media_type, len(work.data))
+        registered = cid not in self.unregistered
+        return ContentInfo(cid, work.name, work.media_type, len(work.data), registered)
 
     def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
         work = self.works.get(cid)

@@ -203,6 +203,29 @@ def test_a_published_catalogue_fetches_back_byte_exact(net: Net, tmp_path: Path)
         assert json.loads(done.stdout)["bytes"] == path.stat().st_size
 
 
+def test_a_home_whose_node_runs_fetches_through_it(net: Net, tmp_path: Path) -> None:
+    home = net.host_home("validator-1")  # its node serves the localnet's gateway
+    cid, path = next((c, p) for c, p in net.works.items() if p.suffix == ".bin")
+    through = net.fetch(home, cid, tmp_path / "through.bin")
+    alone = run(home, "fetch", "--standalone", cid, "-o", str(tmp_path / "alone.bin"))
+    assert through.returncode == 0, through.stderr
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(through.stdout)["via"] == net.gateway
+    assert json.loads(alone.stdout)["via"] == "hosts"
+    assert json.loads(alone.stdout)["hosts"] >= 3
+    data = path.read_bytes()
+    assert (tmp_path / "through.bin").read_bytes() == data
+    assert (tmp_path / "alone.bin").read_bytes() == data
+    streamed = subprocess.run(
+        [*STORENODE, "--home", str(home), "stream", cid, "--start", "777"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == data[777:]
+
+
 def test_publishing_the_same_catalogue_again_changes_nothing(net: Net) -> None:
     track = next(p for p in net.works.values() if p.suffix == ".wav")
     before = cli(net.publisher, "contracts", "list")

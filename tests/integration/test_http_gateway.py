@@ -95,6 +95,21 @@ async def test_a_whole_work_comes_back_byte_exact_with_its_headers() -> None:
     )
     assert "content-range" not in reply.headers
     assert reply.headers["content-security-policy"] == "sandbox"
+    assert reply.headers["storenode-manifest"] == "registered"
+
+
+async def test_a_work_the_registry_does_not_vouch_for_says_so() -> None:
+    node = Node()
+    cid = _song(node)
+    node.content.unregistered.add(cid)
+    with trio.fail_after(TIMEOUT):
+        async with gateway(node) as (client, _):
+            head = await client.head(f"/content/{cid.hex()}")
+            reply = await client.get(f"/content/{cid.hex()}", headers={"Range": "bytes=10-19"})
+    assert head.headers["storenode-manifest"] == "unregistered"
+    assert reply.status_code == 206
+    assert reply.headers["storenode-manifest"] == "unregistered"
+    assert reply.content == SONG[10:20]
 
 
 async def test_ranges_at_random_offsets_come_back_byte_exact() -> None:

@@ -1,0 +1,255 @@
+"""Reading a work through the home's running node, as ``storenode fetch`` and
+``stream`` do when the home's daemon is up.
+
+A node that runs (``storenode host``) has joined the network, keeps its
+connections to the hosts open, caches manifests and providers, and buys a
+priced work with the home's key under the home's spending cap. A command that
+reads a work from that home would only do all of it again in a new process:
+~0.3 s of start-up (the interpreter importing trio, numpy and the crypto
+bindings, then joining the DHT) before its first request. So it asks the
+node's gateway instead, as ``tahoe get`` asks its client node and ``ipfs get``
+its daemon: this module is that thin client, over the standard library only.
+
+:func:`running_node` says whether the home's node runs (``<home>/node.json``
+names a live process and an HTTP address); :func:`open_work` starts the read.
+A node that cannot be reached, or whose answer is not a storenode gateway's,
+is :class:`NodeNotReachedError`: the caller reads from the hosts itself. A
+node that answers with an error gives the :class:`ContentError` it stands for
+(not found, payment required, unavailable, corrupt), with the node's words.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from storenode.client.content import (
+    ContentCorruptError,
+    ContentError,
+    ContentInfo,
+    ContentNotFoundError,
+    ContentUnavailableError,
+    PaymentRequiredError,
+)
+from storenode.homedir import READY_FILE
+
+CONNECT_TIMEOUT: Final = 2.0
+"""Seconds to wait for the node to accept the connection (it is on this machine)."""
+READ_TIMEOUT: Final = 120.0
+"""Seconds to wait for the next bytes: the node gives up on unreachable hosts
+sooner and then answers 503 itself."""
+
+_LOOPBACK: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+"""A node listening on every address is asked on loopback."""
+
+
+class NodeNotReachedError(Exception):
+    """The home's node did not answer as a storenode gateway (stopped, restarting,
+    or its port now belongs to something else): read from the hosts instead."""
+
+
+class StartPastEndError(ContentError):
+    """A read asked to start past the end of the work (HTTP 416)."""
+
+    def __init__(self, message: str, *, length: int) -> None:
+        super().__init__(message)
+        self.length = length
+
+
+@dataclass(frozen=True, slots=True)
+class RunningNode:
+    """The home's node as its ``node.json`` describes it."""
+
+    pid: int
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def running_node(home: Path) -> RunningNode | None:
+    """The node running from ``home``: None unless ``<home>/node.json`` names a
+    process that is alive and an HTTP address (a node with its API off has none)."""
+    try:
+        doc = json.loads((home / READY_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    pid, http_at = doc.get("pid"), doc.get("http")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    if not isinstance(http_at, str):
+        return None
+    host, sep, port_text = http_at.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return None
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a node.json left by a node that crashed
+    except PermissionError:
+        pass  # alive, run by another user: its gateway may still serve us
+    return RunningNode(pid, _LOOPBACK.get(host, host), int(port_text))
+
+
+class WorkReader:
+    """One read of a work's bytes from the node, from ``start`` to its end."""
+
+    def __init__(
+        self,
+        info: ContentInfo,
+        start: int,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+    ) -> None:
+        self.info = info
+        self.start = start
+        self.position = start
+        self._connection = connection
+        self._response = response
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill the start of ``buffer`` with the next bytes; 0 at the end of the work.
+
+        Raises :class:`ContentUnavailableError` if the node stops before the end
+        (it could not go on reading the work; its log says why)."""
+        try:
+            got = self._response.readinto(buffer)
+        except http.client.IncompleteRead:
+            got = 0
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._cut_short(f"{type(exc).__name__}: {exc}") from None
+        if got == 0 and self.position < self.info.length:
+            raise self._cut_short("the node closed the response")
+        self.position += got
+        return got
+
+    def _cut_short(self, why: str) -> ContentUnavailableError:
+        return ContentUnavailableError(
+            f"the node at {self._connection.host}:{self._connection.port} stopped sending "
+            f"work {self.info.cid.hex()} at byte {self.position} of {self.info.length} ({why}); "
+            "its log says why"
+        )
+
+    def close(self) -> None:
+        self._response.close()
+        self._connection.close()
+
+    def __enter__(self) -> WorkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_work(node: RunningNode, cid: bytes, start: int = 0) -> WorkReader:
+    """Start reading work ``cid`` from byte ``start`` through ``node``'s gateway."""
+    connection = http.client.HTTPConnection(node.host, node.port, timeout=CONNECT_TIMEOUT)
+    headers = {"Accept": "*/*"}
+    if start > 0:
+        headers["Range"] = f"bytes={start}-"
+    try:
+        connection.request("GET", f"/content/{cid.hex()}", headers=headers)
+        assert connection.sock is not None
+        connection.sock.settimeout(READ_TIMEOUT)
+        response = connection.getresponse()
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        raise NodeNotReachedError(f"the node at {node.url} did not answer: {exc}") from None
+    try:
+        info = _answer(node, cid, start, response)
+    except BaseException:
+        response.close()
+        connection.close()
+        raise
+    return WorkReader(info, start, connection, response)
+
+
+def _answer(
+    node: RunningNode, cid: bytes, start: int, response: http.client.HTTPResponse
+) -> ContentInfo:
+    """The work's info from a 200 or 206, or the error an error status stands for."""
+    status = response.status
+    if status in (200, 206) and response.getheader("ETag") == f'"{cid.hex()}"':
+        length = _length(response, status, start)
+        if length is not None:
+            return ContentInfo(
+                cid,
+                _file_name(response.getheader("Content-Disposition")) or cid.hex(),
+                response.getheader("Content-Type") or "application/octet-stream",
+                length,
+                response.getheader("Storenode-Manifest") == "registered",
+            )
+    body = _error_body(response)
+    message = body.get("error")
+    if not isinstance(message, str):  # not one of our answers: someone else has the port now
+        raise NodeNotReachedError(
+            f"the answer of {node.url} (HTTP {status}) is not a storenode gateway's"
+        )
+    if status == 404:
+        raise ContentNotFoundError(message)
+    if status == 402:
+        price, cap = body.get("price"), body.get("cap")
+        raise PaymentRequiredError(
+            message,
+            price=price if isinstance(price, int) else 0,
+            cap=cap if isinstance(cap, int) else 0,
+        )
+    if status == 416:
+        total = (response.getheader("Content-Range") or "").rpartition("/")[2]
+        raise StartPastEndError(message, length=int(total) if total.isdigit() else 0)
+    if status == 502:
+        raise ContentCorruptError(message)
+    raise ContentUnavailableError(f"{message} (the node answered HTTP {status})")
+
+
+def _length(response: http.client.HTTPResponse, status: int, start: int) -> int | None:
+    """The work's whole length from the headers, if they agree with the read asked."""
+    body_length = response.getheader("Content-Length", "")
+    if not body_length.isdigit():
+        return None
+    if status == 200:
+        return int(body_length) if start == 0 else None
+    content_range = (response.getheader("Content-Range") or "").removeprefix("bytes ")
+    first, _, total = content_range.partition("/")
+    if not total.isdigit() or first.partition("-")[0] != str(start):
+        return None
+    return int(total)
+
+
+def _error_body(response: http.client.HTTPResponse) -> dict[str, object]:
+    try:
+        doc = json.loads(response.read(64 * 1024))
+    except (OSError, ValueError, http.client.HTTPException):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _file_name(disposition: str | None) -> str | None:
+    """The plain ``filename`` of a ``Content-Disposition`` (for a progress bar)."""
+    if disposition is None:
+        return None
+    _, found, rest = disposition.partition('filename="')
+    name = rest.partition('"')[0] if found else ""
+    return name or None
+
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "NodeNotReachedError",
+    "RunningNode",
+    "StartPastEndError",
+    "WorkReader",
+    "open_work",
+    "running_node",
+]
