@@ -271,15 +271,35 @@ class ChunkService:
         self.index.add(req.chunk_id, req.placement, len(req.data))
 
     def get(self, client_key: bytes, req: ChunkGet) -> ChunkData:
+        reply = self._get(client_key, req, cached=False)
+        assert reply is not None
+        return reply
+
+    def get_cached(self, client_key: bytes, req: ChunkGet) -> ChunkData | None:
+        """:meth:`get` if the chunk is in memory (no wait for the disk); else None."""
+        return self._get(client_key, req, cached=True)
+
+    def _get(self, client_key: bytes, req: ChunkGet, *, cached: bool) -> ChunkData | None:
         with self._lock:
             works = self.index.works_of(req.chunk_id)
         if not works:
             raise RequestRefusedError(ErrorCode.NOT_FOUND, f"chunk {req.chunk_id.hex()} not held")
         if not any(self.read_policy.may_read(client_key, cid) for cid in works):
             raise RequestRefusedError(ErrorCode.REFUSED, "a priced work: a receipt is needed")
-        return ChunkData(self._read(req.chunk_id))
+        data = self._read(req.chunk_id, cached=cached)
+        return None if data is None else ChunkData(data)  # type: ignore[arg-type]
 
     def packet(self, client_key: bytes, req: PacketRequest) -> PacketReply:
+        reply = self._packet(client_key, req, cached=False)
+        assert reply is not None
+        return reply
+
+    def packet_cached(self, client_key: bytes, req: PacketRequest) -> PacketReply | None:
+        """:meth:`packet` if the stripe's chunks are in memory (no wait for the disk);
+        else None."""
+        return self._packet(client_key, req, cached=True)
+
+    def _packet(self, client_key: bytes, req: PacketRequest, *, cached: bool) -> PacketReply | None:
         with self._lock:
             try:
                 k, n, shards = self.index.shards_of(req.cid, req.stripe)
@@ -290,13 +310,21 @@ class ChunkService:
         if not self.read_policy.may_read(client_key, req.cid):
             raise RequestRefusedError(ErrorCode.REFUSED, "a priced work: a receipt is needed")
         code = _code(k, n)
-        packets = [shard_packet(code, i, self._read(cid)) for i, cid in sorted(shards.items())]
+        packets = []
+        for i, chunk_id in sorted(shards.items()):
+            data = self._read(chunk_id, cached=cached)
+            if data is None:
+                return None
+            packets.append(shard_packet(code, i, data))
         if len(packets) == 1:
             out: Packet = packets[0]
         else:
             with self._lock:
                 out = recode(packets, self._rng)
-        return PacketReply(out.coefficients, bytes(out.payload))
+        payload = out.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = bytes(payload)  # a recoding's array
+        return PacketReply(out.coefficients, payload)  # type: ignore[arg-type]
 
     def index_shard(self, chunk_id: bytes, placement: Placement, size: int) -> str | None:
         """Index a chunk the store holds at ``placement`` (rebuilding the index from
@@ -312,9 +340,10 @@ class ChunkService:
         with self._lock:
             self.index.remove(cid, stripe, shard)
 
-    def _read(self, chunk_id: bytes) -> bytes:
+    def _read(self, chunk_id: bytes, *, cached: bool = False) -> bytes | bytearray | None:
+        """The chunk's checked bytes (None: ``cached`` and not all in memory)."""
         try:
-            return self.store.get(chunk_id)
+            return self.store.get_cached(chunk_id) if cached else self.store.get(chunk_id)
         except ChunkNotFoundError:
             raise RequestRefusedError(
                 ErrorCode.NOT_FOUND, f"chunk {chunk_id.hex()} not held"
@@ -342,13 +371,20 @@ class ChunkService:
                 self.on_stored(put)
         return stored
 
+    # A read of chunks the page cache holds (a stream's, read a moment ago by its
+    # other listeners or by the scrub, or written lately) is answered on the event
+    # loop: a worker thread's hand-offs cost more than the read itself. Anything
+    # that would wait for the disk goes to a thread.
+
     async def handle_chunk_get(self, conn: PeerConnection, body: msgspec.Struct) -> ChunkData:
         assert isinstance(body, ChunkGet)
-        return await _in_thread(self.get, conn.peer_key, body)
+        reply = self.get_cached(conn.peer_key, body)
+        return reply if reply is not None else await _in_thread(self.get, conn.peer_key, body)
 
     async def handle_chunk_packet(self, conn: PeerConnection, body: msgspec.Struct) -> PacketReply:
         assert isinstance(body, PacketRequest)
-        return await _in_thread(self.packet, conn.peer_key, body)
+        reply = self.packet_cached(conn.peer_key, body)
+        return reply if reply is not None else await _in_thread(self.packet, conn.peer_key, body)
 
     def route(self, node: RpcNode) -> None:
         """Serve the chunk messages on ``node``."""

@@ -31,6 +31,7 @@ sent. See docs/decisions/0012.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -90,6 +91,33 @@ _FANOUT: Final = tuple(f"{i:02x}" for i in range(256))
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _RECORD = struct.Struct(">QI")  # a chunk's size and the CRC-32 of its bytes
+
+
+def _read_cached(fd: int, size: int) -> bytearray | None:
+    """The file's first ``size`` bytes (and whether there are more) if the page cache
+    holds them all; None if reading them would wait for the disk."""
+    if _RWF_NOWAIT is None:
+        return None
+    buffer = bytearray(size + 1)  # one more: a file longer than its record is damage
+    try:
+        got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            return None  # a file system or kernel without RWF_NOWAIT: use a thread
+        raise
+    if got == size + 1 or got == size:
+        del buffer[got:]
+        return buffer
+    # Short: the end of the file, or only part of it cached. fstat tells which.
+    if os.fstat(fd).st_size == got:
+        del buffer[got:]
+        return buffer
+    return None
+
+
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 class DiskChunkStore(ClosingDatabase):
@@ -271,6 +299,20 @@ class DiskChunkStore(ClosingDatabase):
         self._used, self._count = used, count
 
     def get(self, chunk_id: bytes) -> bytes:
+        data = self._get(chunk_id, cached=False)
+        assert isinstance(data, bytes)
+        return data
+
+    def get_cached(self, chunk_id: bytes) -> bytearray | None:
+        """:meth:`get` through ``preadv2(RWF_NOWAIT)``, which reads only what the page
+        cache holds: None if any of the chunk is not there (or the kernel cannot
+        tell). Opening the file and the index lookup are not covered: both are
+        small, and cached as long as the chunk's own pages are."""
+        data = self._get(chunk_id, cached=True)
+        assert not isinstance(data, bytes)
+        return data
+
+    def _get(self, chunk_id: bytes, *, cached: bool) -> bytes | bytearray | None:
         check_id(chunk_id)
         self._check_open()
         with self._guard():
@@ -278,9 +320,16 @@ class DiskChunkStore(ClosingDatabase):
         if raw is None:
             raise ChunkNotFoundError(chunk_id)
         size, crc = self._record(raw)
+        data: bytes | bytearray
         try:
-            with open(self._file(chunk_id), "rb") as f:
-                data = f.read()
+            with open(self._file(chunk_id), "rb", buffering=0) as f:
+                if not cached:
+                    data = f.read()
+                else:
+                    got = _read_cached(f.fileno(), size)
+                    if got is None:
+                        return None
+                    data = got
         except FileNotFoundError:
             if not self.has(chunk_id):  # deleted meanwhile
                 raise ChunkNotFoundError(chunk_id) from None

@@ -113,6 +113,15 @@ class ChunkStore(Protocol):
         """
         ...
 
+    def get_cached(self, chunk_id: bytes) -> bytes | bytearray | None:
+        """:meth:`get` if the chunk's bytes are in memory, so reading them waits for
+        no disk; None if they are not (call :meth:`get` from a worker thread then).
+
+        For a caller on an event loop: a chunk read a moment ago, as a stream's
+        are, is answered without the cost of a thread. Raises like :meth:`get`.
+        """
+        ...
+
     def has(self, chunk_id: bytes) -> bool:
         """Whether the store holds the chunk (without verifying its bytes)."""
         ...
@@ -188,6 +197,6 @@ def check_fits(needed: int, used: int, capacity: int) -> None:
         raise CapacityExceededError(needed, used, capacity)
 
 
-def chunk_ok(chunk_id: bytes, data: bytes | None, size: int) -> bool:
+def chunk_ok(chunk_id: bytes, data: bytes | bytearray | None, size: int) -> bool:
     """Whether stored ``data`` is intact: present, of the recorded size, hashing to the id."""
     return data is not None and len(data) == size and merkle_root(data) == chunk_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -255,3 +256,40 @@ def test_allow_all_satisfies_both_policies() -> None:
     allow = AllowAll()
     placement = Placement(CID, 0, 0, K, N)
     assert allow.may_store(b"k", b"c", 1, placement) is True and allow.may_read(b"k", CID)
+
+
+class RecordingStore(MemoryChunkStore):
+    """A memory store that says which thread read it and how; ``cold``: none of its
+    chunks is in memory, so every read has to wait (as for a disk)."""
+
+    def __init__(self, *, cold: bool) -> None:
+        super().__init__(capacity=1 << 20)
+        self.cold = cold
+        self.reads: list[tuple[str, bool]] = []  # (how, on the main thread)
+
+    def get_cached(self, chunk_id: bytes) -> bytes | None:
+        self.reads.append(("cached", threading.current_thread() is threading.main_thread()))
+        return None if self.cold else MemoryChunkStore.get(self, chunk_id)
+
+    def get(self, chunk_id: bytes) -> bytes:
+        self.reads.append(("get", threading.current_thread() is threading.main_thread()))
+        return super().get(chunk_id)
+
+
+@pytest.mark.parametrize("cold", [False, True])
+async def test_reads_from_memory_are_answered_at_once_and_others_in_a_worker_thread(
+    cold: bool,
+) -> None:
+    _, shards = stripe_shards()
+    store = RecordingStore(cold=cold)
+    async with host_and_client(store) as (client, addr, _):
+        await client.request(addr, put_of(shards[1], 1))
+        store.reads.clear()
+        packet = await client.request(addr, PacketRequest(CID, 0))
+        data = await client.request(addr, ChunkGet(merkle_root(shards[1])))
+    assert packet == PacketReply(ReedSolomon(K, N).generator[1].tobytes(), shards[1])
+    assert data == ChunkData(shards[1])
+    if cold:
+        assert store.reads == [("cached", True), ("get", False)] * 2
+    else:
+        assert store.reads == [("cached", True)] * 2

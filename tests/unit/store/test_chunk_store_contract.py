@@ -313,3 +313,22 @@ def test_putting_a_damaged_chunk_again_replaces_it(harness: Harness, store: Chun
     assert store.scrub().clean
     store = harness.reopen()
     assert store.get(cid) == data, "the repair is durable"
+
+
+def test_a_cached_read_gives_the_bytes_or_nothing_and_refuses_like_get(
+    harness: Harness, store: ChunkStore
+) -> None:
+    cid, data = chunk(1, 40_000)
+    bad, bad_data = chunk(2)
+    store.put_many([(cid, data), (bad, bad_data)])
+    store.get(cid)  # read once: in memory now, on any store
+    assert store.get_cached(cid) == data
+    with pytest.raises(ChunkNotFoundError):
+        store.get_cached(chunk(3)[0])
+    store = harness.corrupt(bad)
+    store.get(cid)
+    with pytest.raises(ChunkCorruptError):
+        store.get(bad)  # the damaged bytes are in memory now too
+    with pytest.raises(ChunkCorruptError):
+        store.get_cached(bad)
+    assert store.get_cached(cid) == data

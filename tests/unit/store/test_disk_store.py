@@ -502,3 +502,43 @@ def test_a_chunk_deleted_during_a_scrub_slice_is_not_reported_damaged(
         part = store.scrub_part(None, max_bytes=1 << 20)
         assert (part.checked, part.corrupt, part.last) == (3, (), None)
         assert not store.has(gone)
+
+
+def test_a_cached_read_of_a_chunk_not_in_the_page_cache_is_none_until_read(
+    tmp_path: Path,
+) -> None:
+    from storenode.files import drop_cache
+
+    cid, data = chunk(1, 300_000)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+        assert store.get(cid) == data
+        assert store.get_cached(cid) == data
+        fd = os.open(chunk_file(tmp_path / "s", cid), os.O_RDONLY)
+        try:
+            os.fsync(fd)  # clean pages, so the kernel may drop them
+            drop_cache(fd)
+        finally:
+            os.close(fd)
+        assert store.get_cached(cid) is None  # it would have waited for the disk
+        assert store.get(cid) == data
+        assert store.get_cached(cid) == data
+
+
+def test_a_cached_read_of_a_file_longer_or_shorter_than_its_record_is_damage(
+    tmp_path: Path,
+) -> None:
+    long_id, long_data = chunk(1, 5000)
+    short_id, short_data = chunk(2, 5000)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many([(long_id, long_data), (short_id, short_data)])
+    with open(chunk_file(tmp_path / "s", long_id), "ab") as f:
+        f.write(b"x")
+    with open(chunk_file(tmp_path / "s", short_id), "r+b") as f:
+        f.truncate(4000)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        for chunk_id in (long_id, short_id):
+            with pytest.raises(ChunkCorruptError):
+                store.get(chunk_id)
+            with pytest.raises(ChunkCorruptError):
+                store.get_cached(chunk_id)
