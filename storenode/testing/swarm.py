@@ -58,10 +58,17 @@ class LyingChunkService(ChunkService):
     store re-verifies what it reads)."""
 
     def packet(self, client_key: bytes, req: PacketRequest) -> PacketReply:
-        reply = super().packet(client_key, req)
-        payload = bytearray(reply.payload)
-        payload[len(payload) // 2] ^= 0x5A
-        return PacketReply(reply.coefficients, bytes(payload))
+        return _flipped(super().packet(client_key, req))
+
+    def packet_cached(self, client_key: bytes, req: PacketRequest) -> PacketReply | None:
+        reply = super().packet_cached(client_key, req)
+        return None if reply is None else _flipped(reply)
+
+
+def _flipped(reply: PacketReply) -> PacketReply:
+    payload = bytearray(reply.payload)
+    payload[len(payload) // 2] ^= 0x5A
+    return PacketReply(reply.coefficients, bytes(payload))
 
 
 def liar(store: MemoryChunkStore, rng: random.Random) -> ChunkService:
