@@ -33,7 +33,8 @@ if TYPE_CHECKING:
         open_home_client,
         open_ledger_client,
     )
-    from storenode.client.scheduler import FetchScheduler, FetchStats
+    from storenode.client.read_state import FetchStats
+    from storenode.client.scheduler import FetchScheduler
     from storenode.client.session import open_home_fetcher
 
 _WHERE: dict[str, str] = {
@@ -46,7 +47,7 @@ _WHERE: dict[str, str] = {
     "ContentUnavailableError": "storenode.client.content",
     "FetchOptions": "storenode.client.fetch",
     "FetchScheduler": "storenode.client.scheduler",
-    "FetchStats": "storenode.client.scheduler",
+    "FetchStats": "storenode.client.read_state",
     "Fetcher": "storenode.client.fetch",
     "LedgerClient": "storenode.client.ledger",
     "NodeRefusedError": "storenode.client.ledger",

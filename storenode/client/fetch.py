@@ -53,6 +53,7 @@ from storenode.client.content import (
 )
 from storenode.client.ledger import ClientError, TxNotIncludedError
 from storenode.client.manifests import find_manifest
+from storenode.client.read_state import FetchStats
 from storenode.client.reading import StripeRead
 from storenode.client.scheduler import (
     DEFAULT_EXTRA,
@@ -61,7 +62,6 @@ from storenode.client.scheduler import (
     START_WINDOW,
     TIMEOUT_FLOOR,
     URGENT,
-    FetchStats,
 )
 from storenode.dht import Contact
 from storenode.dht.errors import RecordInvalidError

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from storenode.client.content import ContentCorruptError, ContentError, ContentUnavailableError
-from storenode.client.scheduler import Ask, FetchScheduler, Miss, Phase, StripeState
+from storenode.client.read_state import Ask, Miss, Phase, StripeState
+from storenode.client.scheduler import FetchScheduler
 from storenode.client.stripes import (
     decode_packets,
     inconsistent_senders,

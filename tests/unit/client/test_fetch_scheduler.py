@@ -12,14 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storenode.client.scheduler import (
-    DOWN_TIME,
-    TIMEOUT_FLOOR,
-    Ask,
-    FetchScheduler,
-    Miss,
-    Phase,
-)
+from storenode.client.read_state import Ask, Miss, Phase
+from storenode.client.scheduler import DOWN_TIME, TIMEOUT_FLOOR, FetchScheduler
 from storenode.client.stripes import (
     decode_packets,
     inconsistent_senders,
