@@ -45,7 +45,8 @@ Memory, as ``bench.sh`` reports Tahoe's (the peak resident set, VmHWM):
 
 * ``publish_peak_MiB``, ``fetch_peak_MiB`` and ``fetch_standalone_peak_MiB``:
   the largest peak of the ``publish`` and the two ``fetch`` commands over the
-  reps (each command's own ``ru_maxrss``, from ``wait4``; the node a fetch reads
+  reps (each command's own ``VmHWM``, sampled every 5 ms while it runs: see
+  :attr:`storenode.bench.measure.Ran.peak_mib`; the node a fetch reads
   through counts in ``gateway_hwm_MiB``);
 * ``gateway_hwm_MiB``: the validator that serves the gateway, and
   ``host_hwm_MiB``: the largest of the ten hosts, each since the localnet

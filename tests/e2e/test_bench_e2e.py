@@ -133,6 +133,16 @@ def test_a_command_that_runs_too_long_is_killed_and_reported() -> None:
     assert time.monotonic() - start < 15, "killed, not waited for"
 
 
+def test_a_small_commands_peak_memory_is_not_the_benchs() -> None:
+    ballast = bytearray(300 << 20)  # the bench process is large ...
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    ran = measure.run_command([sys.executable, "-c", "print('ok')"], "a small command", 60)
+    assert ran.stdout.strip() == "ok"
+    assert 2 < ran.peak_mib < 100, ran.peak_mib  # ... the command is not
+    del ballast
+
+
 def test_a_commands_peak_memory_and_output_are_its_own() -> None:
     touch_80_mib = "b = bytearray(80 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ok')"
     ran = measure.run_command([sys.executable, "-c", touch_80_mib], "an allocator", 60)
