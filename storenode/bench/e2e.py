@@ -20,7 +20,9 @@ each its own process on 127.0.0.1), then for each size and each rep a fresh file
 * ``fetch_MBps``: the wall time of ``storenode --home DIR/validator-1 fetch
   CID -o OUT --json``, the whole command from the home of a running node (the
   one that serves the gateway), which it reads through, as ``tahoe get``
-  reads through its running client node: start-up included, output synced.
+  reads through its running client node: start-up included, output synced
+  (the node read the work's manifest for the cold ranged read just before,
+  as Tahoe's client knows the file it has just put).
   ``fetch_standalone_MBps``: the same command from ``DIR/publisher``, whose
   home runs no node, so the command is the whole client (it starts the
   fetcher's stack, joins the DHT, reads from the hosts itself);

@@ -13,8 +13,10 @@ bought on the way if its price is within ``client.spending_cap``.
   with a progress bar on a terminal's stderr, then a summary (bytes, seconds,
   MB/s, hosts used), or with ``--json`` ``{"cid", "path", "bytes", "seconds",
   "hosts", "via"}`` (``via``: ``"hosts"``, or the URL of the node read through,
-  when ``hosts`` is null). A work whose manifest the registry does not vouch for is
-  checked against its CID as it is written.
+  when ``hosts`` is null; ``seconds``: from the work opened to the file in
+  place, or through a node from the request, its opening included). A work
+  whose manifest the registry does not vouch for is checked against its CID
+  as it is written.
 * ``stream`` writes the bytes from ``--start`` to the end on stdout and
   nothing else (``storenode stream CID | mpv -``); a reader that goes away
   ends it quietly.

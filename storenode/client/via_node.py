@@ -11,7 +11,9 @@ node's gateway instead, as ``tahoe get`` asks its client node and ``ipfs get``
 its daemon: this module is that thin client, over the standard library only.
 
 :func:`running_node` says whether the home's node runs (``<home>/node.json``
-names a live process and an HTTP address); :func:`open_work` starts the read.
+names an HTTP address and a live process of this user that started no later
+than the node said it was up, so not one that took a dead node's pid);
+:func:`open_work` starts the read.
 A node that cannot be reached, or whose answer is not a storenode gateway's,
 is :class:`NodeNotReachedError`: the caller reads from the hosts itself. A
 node that answers with an error gives the :class:`ContentError` it stands for
@@ -42,6 +44,9 @@ CONNECT_TIMEOUT: Final = 2.0
 READ_TIMEOUT: Final = 120.0
 """Seconds to wait for the next bytes: the node gives up on unreachable hosts
 sooner and then answers 503 itself."""
+
+CLOCK_SLACK: Final = 2.0
+"""Seconds of rounding allowed between a process's start time and the node's."""
 
 _LOOPBACK: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 """A node listening on every address is asked on loopback."""
@@ -83,22 +88,43 @@ def running_node(home: Path) -> RunningNode | None:
         return None
     if not isinstance(doc, dict):
         return None
-    pid, http_at = doc.get("pid"), doc.get("http")
+    pid, http_at, started = doc.get("pid"), doc.get("http"), doc.get("started")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return None
     if not isinstance(http_at, str):
         return None
     host, sep, port_text = http_at.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    port = _number(port_text)
+    if not sep or port is None or not 0 < port < 65536:
         return None
     host = host.removeprefix("[").removesuffix("]")
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return None  # a node.json left by a node that crashed
-    except PermissionError:
-        pass  # alive, run by another user: its gateway may still serve us
-    return RunningNode(pid, _LOOPBACK.get(host, host), int(port_text))
+    except (ProcessLookupError, PermissionError):
+        return None  # a node.json left by a node that crashed (its pid gone, or another's)
+    if not isinstance(started, int | float) or not _started_by(pid, started):
+        return None  # the pid was reused: a process that started after the node did
+    return RunningNode(pid, _LOOPBACK.get(host, host), port)
+
+
+def _started_by(pid: int, started: float) -> bool:
+    """Whether process ``pid`` started no later than ``started`` (the node's
+    ``node.json`` time, taken once it was up): the node itself, not a process
+    that took its pid after it stopped. True where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        ticks = int(fields[19])  # field 22 of stat(5): start time in clock ticks since boot
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True
+    return boot + ticks / os.sysconf("SC_CLK_TCK") <= started + CLOCK_SLACK
+
+
+def _number(text: str) -> int | None:
+    """A non-negative integer written in ASCII digits; None for anything else."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class WorkReader:
@@ -179,7 +205,11 @@ def _answer(
 ) -> ContentInfo:
     """The work's info from a 200 or 206, or the error an error status stands for."""
     status = response.status
-    if status in (200, 206) and response.getheader("ETag") == f'"{cid.hex()}"':
+    ours = response.getheader("ETag") == f'"{cid.hex()}"'
+    if ours and status == 200 and start > 0 and response.getheader("Content-Length") == "0":
+        # an empty work: the gateway serves it whole whatever the range asked
+        raise StartPastEndError(f"work {cid.hex()} is empty (0 bytes)", length=0)
+    if ours and status in (200, 206):
         length = _length(response, status, start)
         if length is not None:
             return ContentInfo(
@@ -205,8 +235,8 @@ def _answer(
             cap=cap if isinstance(cap, int) else 0,
         )
     if status == 416:
-        total = (response.getheader("Content-Range") or "").rpartition("/")[2]
-        raise StartPastEndError(message, length=int(total) if total.isdigit() else 0)
+        total = _number((response.getheader("Content-Range") or "").rpartition("/")[2])
+        raise StartPastEndError(message, length=total or 0)
     if status == 502:
         raise ContentCorruptError(message)
     raise ContentUnavailableError(f"{message} (the node answered HTTP {status})")
@@ -214,16 +244,17 @@ def _answer(
 
 def _length(response: http.client.HTTPResponse, status: int, start: int) -> int | None:
     """The work's whole length from the headers, if they agree with the read asked."""
-    body_length = response.getheader("Content-Length", "")
-    if not body_length.isdigit():
+    body_length = _number(response.getheader("Content-Length", ""))
+    if body_length is None:
         return None
     if status == 200:
-        return int(body_length) if start == 0 else None
+        return body_length if start == 0 else None
     content_range = (response.getheader("Content-Range") or "").removeprefix("bytes ")
-    first, _, total = content_range.partition("/")
-    if not total.isdigit() or first.partition("-")[0] != str(start):
+    first, _, total_text = content_range.partition("/")
+    total = _number(total_text)
+    if total is None or _number(first.partition("-")[0]) != start:
         return None
-    return int(total)
+    return total
 
 
 def _error_body(response: http.client.HTTPResponse) -> dict[str, object]:
@@ -244,6 +275,7 @@ def _file_name(disposition: str | None) -> str | None:
 
 
 __all__ = [
+    "CLOCK_SLACK",
     "CONNECT_TIMEOUT",
     "READ_TIMEOUT",
     "NodeNotReachedError",

@@ -93,28 +93,27 @@ _U64 = struct.Struct(">Q")
 _RECORD = struct.Struct(">QI")  # a chunk's size and the CRC-32 of its bytes
 
 
+class _NoWaitUnsupported(Exception):
+    """The file system or kernel cannot read without waiting (``RWF_NOWAIT``)."""
+
+
 def _read_cached(fd: int, size: int) -> bytearray | None:
-    """The file's first ``size`` bytes (and whether there are more) if the page cache
-    holds them all; None if reading them would wait for the disk."""
+    """The whole file, up to ``size + 1`` bytes (one more than its record: a longer
+    file is damage), if the page cache holds all of that; None if reading it would
+    wait for the disk (``preadv2(RWF_NOWAIT)`` stops at the first page it lacks)."""
     if _RWF_NOWAIT is None:
-        return None
-    buffer = bytearray(size + 1)  # one more: a file longer than its record is damage
+        raise _NoWaitUnsupported
+    want = min(os.fstat(fd).st_size, size + 1)
+    buffer = bytearray(want)
     try:
-        got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT)
+        got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT) if want else 0
     except BlockingIOError:
         return None
     except OSError as e:
         if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-            return None  # a file system or kernel without RWF_NOWAIT: use a thread
+            raise _NoWaitUnsupported from None
         raise
-    if got == size + 1 or got == size:
-        del buffer[got:]
-        return buffer
-    # Short: the end of the file, or only part of it cached. fstat tells which.
-    if os.fstat(fd).st_size == got:
-        del buffer[got:]
-        return buffer
-    return None
+    return buffer if got == want else None
 
 
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
@@ -132,6 +131,7 @@ class DiskChunkStore(ClosingDatabase):
 
     def __init__(self, path: str | os.PathLike[str], *, capacity: int, create: bool = True) -> None:
         self._capacity = check_capacity(capacity)
+        self._nowait = True  # whether get_cached may try (the file system can say)
         self._path = os.fspath(path)
         self._lock = threading.Lock()
         self._closed = True
@@ -305,10 +305,22 @@ class DiskChunkStore(ClosingDatabase):
 
     def get_cached(self, chunk_id: bytes) -> bytearray | None:
         """:meth:`get` through ``preadv2(RWF_NOWAIT)``, which reads only what the page
-        cache holds: None if any of the chunk is not there (or the kernel cannot
-        tell). Opening the file and the index lookup are not covered: both are
-        small, and cached as long as the chunk's own pages are."""
-        data = self._get(chunk_id, cached=True)
+        cache holds: None if any of the file is not there, if its bytes miss the
+        quick check (size and CRC: the full one is for :meth:`get`), or if the file
+        system cannot read without waiting (then always None, without a look).
+        The index lookup and the ``open`` are not covered: both wait for the disk
+        when its metadata is not cached, so callers ask only of chunks they
+        touched lately."""
+        if not self._nowait:
+            return None
+        try:
+            data = self._get(chunk_id, cached=True)
+        except _NoWaitUnsupported:
+            self._nowait = False
+            log.info(
+                "The file system of %s cannot read without waiting: reads use threads", self._path
+            )
+            return None
         assert not isinstance(data, bytes)
         return data
 
@@ -338,6 +350,8 @@ class DiskChunkStore(ClosingDatabase):
             raise ChunkCorruptError(chunk_id, f"its file cannot be read ({e.strerror})") from e
         if len(data) == size and crc is not None and zlib.crc32(data) == crc:
             return data
+        if cached:
+            return None  # the full check below is the caller's worker thread's to make
         # No CRC yet (a format-2 record), or a mismatch: the Merkle root decides.
         if not chunk_ok(chunk_id, data, size):
             raise ChunkCorruptError(chunk_id)

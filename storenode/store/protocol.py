@@ -114,11 +114,14 @@ class ChunkStore(Protocol):
         ...
 
     def get_cached(self, chunk_id: bytes) -> bytes | bytearray | None:
-        """:meth:`get` if the chunk's bytes are in memory, so reading them waits for
-        no disk; None if they are not (call :meth:`get` from a worker thread then).
+        """:meth:`get` if the chunk's bytes are in memory and pass the store's quick
+        check, so reading them waits for no disk; None otherwise (call :meth:`get`
+        from a worker thread then: it decides). Never bytes :meth:`get` would
+        refuse; raises ``ChunkNotFoundError`` like it, and may raise
+        ``ChunkCorruptError``.
 
         For a caller on an event loop: a chunk read a moment ago, as a stream's
-        are, is answered without the cost of a thread. Raises like :meth:`get`.
+        are, is answered without the cost of a thread.
         """
         ...
 

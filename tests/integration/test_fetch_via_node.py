@@ -11,6 +11,7 @@ import os
 import random
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -185,7 +186,8 @@ def _home(tmp_path: Path, running: RunningNode | None, *, port: int = 0) -> Path
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     address = f"127.0.0.1:{running.port if running else port}"
-    (home / READY_FILE).write_text(json.dumps({"pid": os.getpid(), "http": address}))
+    doc = {"pid": os.getpid(), "http": address, "started": time.time()}
+    (home / READY_FILE).write_text(json.dumps(doc))
     return home
 
 
@@ -287,7 +289,83 @@ async def test_a_node_that_does_not_answer_leaves_the_command_to_read_itself(
             "-o",
             str(tmp_path / "a"),
         )
+        streamed = await _storenode(home, "stream", bytes(32).hex())
     # the command went on without the node: opening the home (which has no config) fails
-    for done in (fetched, standalone):
+    for done in (fetched, standalone, streamed):
         assert done.returncode == 2
         assert "no config file at" in done.stderr.decode()
+
+
+# -- answers only another server would give ---------------------------------------------
+
+
+@asynccontextmanager
+async def answering(reply: Callable[[bytes], bytes]) -> AsyncIterator[RunningNode]:
+    """A server on 127.0.0.1 that answers each request with ``reply(request head)``."""
+
+    async def serve(stream: trio.SocketStream) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = await stream.receive_some()
+            if not data:
+                return
+            head += data
+        await stream.send_all(reply(head))
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, host="127.0.0.1"), serve, 0
+        )
+        yield RunningNode(os.getpid(), "127.0.0.1", listeners[0].socket.getsockname()[1])
+        nursery.cancel_scope.cancel()
+
+
+def _ok(cid: bytes, body: bytes, *headers: str) -> Callable[[bytes], bytes]:
+    lines = [f'ETag: "{cid.hex()}"', f"Content-Length: {len(body)}", *headers]
+    return lambda _: (
+        ("HTTP/1.1 200 OK\r\n" + "".join(f"{h}\r\n" for h in lines) + "\r\n").encode() + body
+    )
+
+
+async def test_a_node_that_does_not_say_the_registry_vouches_is_checked(tmp_path: Path) -> None:
+    # an older node sends no Storenode-Manifest: its bytes are hashed like an unregistered work's
+    forged = bytes(range(32))
+    with trio.fail_after(TIMEOUT):
+        async with answering(_ok(forged, b"not the work")) as running:
+            info, _ = await _in_thread(_read_all, running, forged)
+            assert info.registered is False
+            done = await _storenode(
+                _home(tmp_path, running), "fetch", forged.hex(), "-o", str(tmp_path / "a")
+            )
+    assert done.returncode == 1
+    assert f"do not hash to {forged.hex()}" in done.stderr.decode()
+    assert not (tmp_path / "a").exists()
+
+
+async def test_a_range_answered_from_another_offset_is_not_our_gateway() -> None:
+    cid = bytes(32)
+
+    def wrong_start(_: bytes) -> bytes:
+        return (
+            f'HTTP/1.1 206 Partial Content\r\nETag: "{cid.hex()}"\r\nContent-Length: 5\r\n'
+            "Content-Range: bytes 0-4/10\r\nStorenode-Manifest: registered\r\n\r\nhello"
+        ).encode()
+
+    with trio.fail_after(TIMEOUT):
+        async with answering(wrong_start) as running:
+            with pytest.raises(NodeNotReachedError, match="not a storenode gateway"):
+                await _in_thread(open_work, running, cid, 5)
+
+
+async def test_stream_from_past_the_start_of_an_empty_work_says_so(tmp_path: Path) -> None:
+    node = Node()
+    empty = node.content.add("silence.wav", "audio/wav", b"")
+    with trio.fail_after(TIMEOUT):
+        async with serving(node) as running:
+            home = _home(tmp_path, running)
+            whole = await _storenode(home, "stream", empty.hex())
+            past = await _storenode(home, "stream", empty.hex(), "--start", "5")
+    assert whole.returncode == 0 and whole.stdout == b""
+    assert past.returncode == 2
+    assert "past the end of the work (0 bytes)" in past.stderr.decode()

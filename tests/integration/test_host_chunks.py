@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+import storenode.host.chunks as chunks_module
 from storenode.coding.merkle import merkle_root
 from storenode.coding.rlnc import Packet, ProgressiveDecoder, shard_packet
 from storenode.coding.rs import ReedSolomon
@@ -293,3 +294,54 @@ async def test_reads_from_memory_are_answered_at_once_and_others_in_a_worker_thr
         assert store.reads == [("cached", True), ("get", False)] * 2
     else:
         assert store.reads == [("cached", True)] * 2
+
+
+class _Conn:
+    peer_key = b"\x01" * 32
+
+
+def _indexed(store: MemoryChunkStore, shards: list[bytes], *stripes: int) -> ChunkService:
+    """A service over chunks already in ``store`` (as after a restart): shard 1 of each
+    of ``stripes``, indexed but neither put nor read through the service."""
+    service = ChunkService(store, AllowAll(), rng=random.Random(1))
+    for stripe in stripes:
+        put = put_of(shards[1], 1, stripe=stripe)
+        store.put(put.chunk_id, put.data)
+        assert service.index_shard(put.chunk_id, put.placement, len(put.data)) is None
+    return service
+
+
+async def test_a_chunk_not_put_or_read_lately_is_read_in_a_thread_first() -> None:
+    _, shards = stripe_shards()
+    store = RecordingStore(cold=False)
+    service = _indexed(store, shards, 0)
+    store.reads.clear()
+    want = PacketReply(ReedSolomon(K, N).generator[1].tobytes(), shards[1])
+    assert await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0)) == want
+    assert await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0)) == want
+    assert store.reads == [("get", False), ("cached", True)]
+
+
+async def test_only_the_chunks_touched_last_are_read_on_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chunks_module, "WARM_CHUNKS", 2)
+    _, shards = stripe_shards()
+    store = RecordingStore(cold=False)
+    service = _indexed(store, shards, 0, 1, 2)  # the same bytes: one chunk, three slots
+    for stripe in (0, 1, 2):
+        await service.handle_chunk_packet(_Conn(), PacketRequest(CID, stripe))
+    store.reads.clear()
+    await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0))
+    assert store.reads == [("cached", True)]  # one chunk id, touched last
+
+
+async def test_a_stripe_with_one_cold_shard_is_read_in_a_thread() -> None:
+    _, shards = stripe_shards(seed=5)
+    store = RecordingStore(cold=False)
+    service = _indexed(store, shards, 0)  # shard 1, not touched
+    await service.handle_chunk_put(_Conn(), put_of(shards[4], 4))  # shard 4, touched
+    store.reads.clear()
+    reply = await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0))
+    assert ("get", False) in store.reads and all(how == "get" for how, _ in store.reads)
+    assert len(reply.coefficients) == K and len(reply.payload) == BLOCK

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from storenode.homedir import READY_FILE
 
 
 def _ready(home: Path, **doc: object) -> None:
+    doc.setdefault("started", time.time())  # as the node writes it, once it is up
     (home / READY_FILE).write_text(json.dumps(doc))
 
 
@@ -55,6 +57,27 @@ def test_a_node_on_every_address_is_asked_on_loopback(
     assert node.url == url
 
 
+def test_a_process_that_took_the_pid_after_the_node_started_is_not_the_node(
+    tmp_path: Path,
+) -> None:
+    # this process started after the time node.json gives: the node's pid was reused
+    _ready(tmp_path, pid=os.getpid(), http="127.0.0.1:8181", started=time.time() - 10 * 86400)
+    assert running_node(tmp_path) is None
+    _ready(tmp_path, pid=os.getpid(), http="127.0.0.1:8181", started="yesterday")
+    assert running_node(tmp_path) is None
+
+
+def test_a_pid_of_another_users_process_is_not_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def kill(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    _ready(tmp_path, pid=os.getpid(), http="127.0.0.1:8181")
+    monkeypatch.setattr(os, "kill", kill)
+    assert running_node(tmp_path) is None
+
+
 def test_no_node_json_means_no_running_node(tmp_path: Path) -> None:
     assert running_node(tmp_path) is None
     assert running_node(tmp_path / "no such home") is None
@@ -81,8 +104,10 @@ def test_a_node_json_left_by_a_dead_process_is_ignored(tmp_path: Path) -> None:
         '{"pid": 1, "http": "127.0.0.1:0"}',
         '{"pid": 1, "http": "127.0.0.1:70000"}',
         '{"pid": 1, "http": "127.0.0.1:8o"}',
+        '{"pid": 1, "http": "127.0.0.1:\u00b2"}',
     ],
 )
 def test_a_node_json_that_names_no_live_gateway_is_ignored(tmp_path: Path, doc: str) -> None:
-    (tmp_path / READY_FILE).write_text(doc.replace('"pid": 1', f'"pid": {os.getpid()}'))
+    live = doc.replace('"pid": 1', f'"pid": {os.getpid()}, "started": {time.time()}')
+    (tmp_path / READY_FILE).write_text(live)
     assert running_node(tmp_path) is None

@@ -504,22 +504,27 @@ def test_a_chunk_deleted_during_a_scrub_slice_is_not_reported_damaged(
         assert not store.has(gone)
 
 
+def _drop(path: Path) -> None:
+    """Make the kernel drop ``path``'s pages from the page cache."""
+    from storenode.files import drop_cache
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages, so the kernel may drop them
+        drop_cache(fd)
+    finally:
+        os.close(fd)
+
+
 def test_a_cached_read_of_a_chunk_not_in_the_page_cache_is_none_until_read(
     tmp_path: Path,
 ) -> None:
-    from storenode.files import drop_cache
-
     cid, data = chunk(1, 300_000)
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(cid, data)
         assert store.get(cid) == data
         assert store.get_cached(cid) == data
-        fd = os.open(chunk_file(tmp_path / "s", cid), os.O_RDONLY)
-        try:
-            os.fsync(fd)  # clean pages, so the kernel may drop them
-            drop_cache(fd)
-        finally:
-            os.close(fd)
+        _drop(chunk_file(tmp_path / "s", cid))
         assert store.get_cached(cid) is None  # it would have waited for the disk
         assert store.get(cid) == data
         assert store.get_cached(cid) == data
@@ -538,7 +543,61 @@ def test_a_cached_read_of_a_file_longer_or_shorter_than_its_record_is_damage(
         f.truncate(4000)
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         for chunk_id in (long_id, short_id):
+            assert store.get_cached(chunk_id) is None  # whatever the page cache holds
             with pytest.raises(ChunkCorruptError):
                 store.get(chunk_id)
-            with pytest.raises(ChunkCorruptError):
-                store.get_cached(chunk_id)
+            assert store.get_cached(chunk_id) is None
+
+
+def test_a_page_aligned_chunk_whose_file_grew_is_never_served_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    cid, data = chunk(1, 8192)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+    path = chunk_file(tmp_path / "s", cid)
+    with open(path, "ab") as f:
+        f.write(b"x" * 4096)
+    _drop(path)
+    with open(path, "rb") as f:
+        assert f.read(8192) == data  # the record's bytes cached, the grown tail not
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        assert store.get_cached(cid) is None
+        with pytest.raises(ChunkCorruptError):
+            store.get(cid)
+
+
+def test_a_partly_cached_healthy_chunk_is_none_not_damage(tmp_path: Path) -> None:
+    cid, data = chunk(3, 1 << 20)
+    with DiskChunkStore(tmp_path / "s", capacity=4 << 20) as store:
+        store.put(cid, data)
+        path = chunk_file(tmp_path / "s", cid)
+        _drop(path)
+        with open(path, "rb", buffering=0) as f:
+            f.read(4096)  # the first page back, and readahead's window: not all 1 MiB
+        assert store.get_cached(cid) is None
+        assert store.get(cid) == data
+        assert store.get_cached(cid) == data
+
+
+@pytest.mark.parametrize("how", ["no flag", "EOPNOTSUPP", "EINVAL"])
+def test_a_file_system_that_cannot_read_without_waiting_is_asked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    calls = []
+
+    def preadv(fd: int, buffers: list[bytearray], offset: int, flags: int = 0) -> int:
+        calls.append(flags)
+        raise OSError(errno.EOPNOTSUPP if how == "EOPNOTSUPP" else errno.EINVAL, how)
+
+    cid, data = chunk(1, 5000)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+        if how == "no flag":
+            monkeypatch.setattr(disk, "_RWF_NOWAIT", None)
+        else:
+            monkeypatch.setattr(disk.os, "preadv", preadv)
+        assert store.get_cached(cid) is None
+        assert store.get_cached(cid) is None
+        assert store.get(cid) == data
+    assert len(calls) == (0 if how == "no flag" else 1)
