@@ -7,7 +7,8 @@ disk (a file per chunk, indexed in LevelDB; layout in
 
 from typing import TYPE_CHECKING
 
-from storenode.store.disk import FORMAT_VERSION, DiskChunkStore
+from storenode.store.disk import DiskChunkStore
+from storenode.store.disk_layout import FORMAT_VERSION
 from storenode.store.errors import (
     CapacityExceededError,
     CapacityInvalidError,

@@ -1,17 +1,8 @@
 """The chunk store on disk: chunk bytes in files, the index in LevelDB (plyvel).
 
-Layout: ``docs/specs/chunk-store.md``. The store's directory is a LevelDB
-database (format version 3) holding the index, integers big endian::
-
-    cs/meta/version   u32 format version (3)
-    cs/meta/used      u64 sum of the sizes of the chunks held
-    cs/meta/count     u64 number of chunks held
-    cs/len/<id>       u64 size of chunk <id> and u32 CRC-32 of its bytes (the
-                      CRC may be absent: a chunk stored by format 2); the
-                      record's presence means the chunk is held
-
-and a ``chunks/`` directory beside LevelDB's files, one file per chunk at
-``chunks/<first two hex digits>/<id in hex>``.
+Layout: ``docs/specs/chunk-store.md`` and :mod:`storenode.store.disk_layout`
+(the index in LevelDB, format version 3; a file per chunk under ``chunks/``);
+opening and upgrading a store: :mod:`storenode.store.disk_opening`.
 
 A put writes each chunk to a ``.part`` file and syncs it, renames it into
 place, syncs the directories, then commits the index records and both
@@ -31,19 +22,32 @@ sent. See docs/decisions/0012.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import secrets
-import struct
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any, Final
+from contextlib import contextmanager
+from typing import Any
 
-from storenode.files import drop_cache, sync_dir
+from storenode.files import NoWaitUnsupportedError, drop_cache, read_if_cached, sync_dir
 from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
+from storenode.store.disk_layout import (
+    CHUNKS_DIR,
+    COUNT_KEY,
+    FORMAT_VERSION,
+    LEN_END,
+    LEN_PREFIX,
+    PART_SUFFIX,
+    RECORD,
+    RECORD_SIZES,
+    U64,
+    USED_KEY,
+    V1_FORMAT_VERSION,
+    V2_FORMAT_VERSION,
+)
+from storenode.store.disk_opening import Opening, remove
 from storenode.store.errors import (
     ChunkCorruptError,
     ChunkNotFoundError,
@@ -53,7 +57,6 @@ from storenode.store.errors import (
     StoreLockedError,
     StoreNotFoundError,
     StoreUnrecognizedError,
-    StoreVersionError,
 )
 from storenode.store.protocol import (
     CHUNK_ID_SIZE,
@@ -69,57 +72,8 @@ from storenode.store.protocol import (
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
-V2_FORMAT_VERSION = 2
-"""Format 2 recorded a chunk's size alone; a format-3 store still reads such
-records (it checks those chunks by their Merkle root and adds the CRC), so
-opening a format-2 store only writes the new version."""
-V1_FORMAT_VERSION = 1
-V1_DATA_PREFIX = b"cs/data/"
-"""Format 1 kept each chunk's bytes in LevelDB under this prefix; opening such a
-store upgrades it to format 3."""
-VERSION_KEY = b"cs/meta/version"
-USED_KEY = b"cs/meta/used"
-COUNT_KEY = b"cs/meta/count"
-LEN_PREFIX = b"cs/len/"
-_LEN_END = b"cs/len0"  # the first key after every cs/len/ key ("0" follows "/")
-CHUNKS_DIR = "chunks"
-PART_SUFFIX = ".part"
-_ID_HEX_LEN: Final = 2 * 32
-_FANOUT: Final = tuple(f"{i:02x}" for i in range(256))
 
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
-_RECORD = struct.Struct(">QI")  # a chunk's size and the CRC-32 of its bytes
-
-
-class _NoWaitUnsupported(Exception):
-    """The file system or kernel cannot read without waiting (``RWF_NOWAIT``)."""
-
-
-def _read_cached(fd: int, size: int) -> bytearray | None:
-    """The whole file, up to ``size + 1`` bytes (one more than its record: a longer
-    file is damage), if the page cache holds all of that; None if reading it would
-    wait for the disk (``preadv2(RWF_NOWAIT)`` stops at the first page it lacks)."""
-    if _RWF_NOWAIT is None:
-        raise _NoWaitUnsupported
-    want = min(os.fstat(fd).st_size, size + 1)
-    buffer = bytearray(want)
-    try:
-        got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT) if want else 0
-    except BlockingIOError:
-        return None
-    except OSError as e:
-        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise _NoWaitUnsupported from None
-        raise
-    return buffer if got == want else None
-
-
-_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
-
-
-class DiskChunkStore(ClosingDatabase):
+class DiskChunkStore(Opening, ClosingDatabase):
     """Implements :class:`~storenode.store.protocol.ChunkStore` in a directory: an
     index in LevelDB, each chunk's bytes in a file of its own.
 
@@ -217,7 +171,7 @@ class DiskChunkStore(ClosingDatabase):
             with self._lock:
                 self._reserved -= needed
             for part in parts:  # those not renamed into place: a failure, or a concurrent put
-                _remove(part)
+                remove(part)
 
     def _repair(self, held: dict[bytes, bytes]) -> None:
         """Put again over held chunks: each copy that fails the read check is
@@ -240,7 +194,7 @@ class DiskChunkStore(ClosingDatabase):
                 raise StoreIOError(self._path, why) from None
             finally:
                 if part is not None:
-                    _remove(part)  # not renamed into place: a failure, or deleted meanwhile
+                    remove(part)  # not renamed into place: a failure, or deleted meanwhile
             log.warning(
                 "chunk store %s: chunk %s was damaged; replaced by the bytes put again",
                 self._path,
@@ -267,7 +221,7 @@ class DiskChunkStore(ClosingDatabase):
             os.fdatasync(fd)
         except BaseException:
             os.close(fd)
-            _remove(part)
+            remove(part)
             raise
         os.close(fd)
         return part
@@ -292,9 +246,9 @@ class DiskChunkStore(ClosingDatabase):
         used, count = self._used + added, self._count + len(fresh)
         wb = self._db.write_batch(sync=True)
         for chunk_id, _ in fresh:
-            wb.put(LEN_PREFIX + chunk_id, _RECORD.pack(len(new[chunk_id]), crcs[chunk_id]))
-        wb.put(USED_KEY, _U64.pack(used))
-        wb.put(COUNT_KEY, _U64.pack(count))
+            wb.put(LEN_PREFIX + chunk_id, RECORD.pack(len(new[chunk_id]), crcs[chunk_id]))
+        wb.put(USED_KEY, U64.pack(used))
+        wb.put(COUNT_KEY, U64.pack(count))
         wb.write()
         self._used, self._count = used, count
 
@@ -315,7 +269,7 @@ class DiskChunkStore(ClosingDatabase):
             return None
         try:
             data = self._get(chunk_id, cached=True)
-        except _NoWaitUnsupported:
+        except NoWaitUnsupportedError:
             self._nowait = False
             log.info(
                 "The file system of %s cannot read without waiting: reads use threads", self._path
@@ -338,7 +292,7 @@ class DiskChunkStore(ClosingDatabase):
                 if not cached:
                     data = f.read()
                 else:
-                    got = _read_cached(f.fileno(), size)
+                    got = read_if_cached(f.fileno(), size)
                     if got is None:
                         return None
                     data = got
@@ -355,7 +309,7 @@ class DiskChunkStore(ClosingDatabase):
         # No CRC yet (a format-2 record), or a mismatch: the Merkle root decides.
         if not chunk_ok(chunk_id, data, size):
             raise ChunkCorruptError(chunk_id)
-        self._add_crc(chunk_id, raw, _RECORD.pack(size, zlib.crc32(data)))
+        self._add_crc(chunk_id, raw, RECORD.pack(size, zlib.crc32(data)))
         return data
 
     def _add_crc(self, chunk_id: bytes, old: bytes, new: bytes) -> None:
@@ -390,13 +344,13 @@ class DiskChunkStore(ClosingDatabase):
             used, count = max(0, self._used - size), max(0, self._count - 1)
             wb = self._db.write_batch(sync=True)
             wb.delete(LEN_PREFIX + chunk_id)
-            wb.put(USED_KEY, _U64.pack(used))
-            wb.put(COUNT_KEY, _U64.pack(count))
+            wb.put(USED_KEY, U64.pack(used))
+            wb.put(COUNT_KEY, U64.pack(count))
             wb.write()
             self._used, self._count = used, count
             # Once the record is gone the file is unreferenced; a crash before this
             # line leaves it for the next open to remove.
-            _remove(self._file(chunk_id))
+            remove(self._file(chunk_id))
             return True
 
     def ids(self) -> Iterator[bytes]:
@@ -438,7 +392,7 @@ class DiskChunkStore(ClosingDatabase):
         start = LEN_PREFIX if after is None else LEN_PREFIX + after
         with self._guard(), self._db.snapshot() as snap:
             it = snap.iterator(
-                start=start, stop=_LEN_END, include_start=after is None, fill_cache=False
+                start=start, stop=LEN_END, include_start=after is None, fill_cache=False
             )
             with it:
                 for key, value in it:
@@ -460,7 +414,7 @@ class DiskChunkStore(ClosingDatabase):
         file holds exactly its bytes: the full Merkle check, whatever the CRC says.
         ``uncached``: read what the disk holds, not the page cache's copy, and leave
         the cache as the readers had it (for the background scrub)."""
-        size = _U64.unpack_from(record)[0] if len(record) in _RECORD_SIZES else -1
+        size = U64.unpack_from(record)[0] if len(record) in RECORD_SIZES else -1
         try:
             with open(self._file(chunk_id), "rb") as f:
                 if uncached:
@@ -479,104 +433,6 @@ class DiskChunkStore(ClosingDatabase):
 
     def _open(self, create: bool) -> Any:
         return open_leveldb(self._path, create=create, errors=_OPEN_ERRORS)
-
-    def _load_or_init(self) -> tuple[int, int]:
-        with self._guard():
-            raw: bytes | None = self._db.get(VERSION_KEY)
-            if raw is None:
-                with self._db.iterator(include_value=False) as it:
-                    if next(it, None) is not None:
-                        raise StoreUnrecognizedError(
-                            self._path, "a LevelDB database without a chunk-store version"
-                        )
-                wb = self._db.write_batch(sync=True)
-                wb.put(VERSION_KEY, _U32.pack(FORMAT_VERSION))
-                wb.put(USED_KEY, _U64.pack(0))
-                wb.put(COUNT_KEY, _U64.pack(0))
-                wb.write()
-                return 0, 0
-            if len(raw) != _U32.size:
-                raise StoreCorruptError(self._path, f"version record of {len(raw)} bytes")
-            (version,) = _U32.unpack(raw)
-            if version not in (V1_FORMAT_VERSION, V2_FORMAT_VERSION, FORMAT_VERSION):
-                raise StoreVersionError(self._path, version, FORMAT_VERSION)
-            self._from_version = version
-            used = self._u64(self._db.get(USED_KEY), "the used-bytes counter")
-            count = self._u64(self._db.get(COUNT_KEY), "the chunk counter")
-            return used, count
-
-    def _upgrade_v1(self) -> None:
-        """Move the chunk bytes of a format-1 store (``cs/data/<id>`` records) into
-        files, then drop those records and write version 3 in one batch (its size
-        records are valid format-3 records). A crash before that batch leaves a
-        version-1 store, upgraded again at the next open."""
-        log.info("chunk store %s: upgrading format 1 to 3 (chunk bytes to files)", self._path)
-        moved = 0
-        with self._guard():
-            with self._db.iterator(prefix=V1_DATA_PREFIX) as it:
-                for key, value in it:
-                    chunk_id = key[len(V1_DATA_PREFIX) :]
-                    if len(chunk_id) != CHUNK_ID_SIZE:
-                        raise StoreCorruptError(self._path, f"malformed key {key!r}")
-                    os.replace(self._write_part(chunk_id, value), self._file(chunk_id))
-                    moved += 1
-            for name in _FANOUT:
-                sync_dir(os.path.join(self._chunks, name))
-            wb = self._db.write_batch(sync=True)
-            with self._db.iterator(prefix=V1_DATA_PREFIX, include_value=False) as it:
-                for key in it:
-                    wb.delete(key)
-            wb.put(VERSION_KEY, _U32.pack(FORMAT_VERSION))
-            wb.write()
-        self._from_version = FORMAT_VERSION
-        log.info("chunk store %s: upgraded, %d chunks moved to files", self._path, moved)
-
-    def _upgrade_v2(self) -> None:
-        """Format 2's records (a size, no CRC) are valid in format 3: write the new
-        version. Each chunk gets its CRC at its first read."""
-        with self._guard():
-            self._db.put(VERSION_KEY, _U32.pack(FORMAT_VERSION), sync=True)
-        self._from_version = FORMAT_VERSION
-        log.info(
-            "chunk store %s: upgraded format 2 to 3 (chunk CRCs added as chunks are read)",
-            self._path,
-        )
-
-    def _prepare_chunk_dirs(self) -> None:
-        """Create ``chunks/00`` .. ``chunks/ff`` once, so a put never creates a directory."""
-        created = False
-        for name in (None, *_FANOUT):
-            directory = self._chunks if name is None else os.path.join(self._chunks, name)
-            if not os.path.isdir(directory):
-                os.makedirs(directory, exist_ok=True)
-                created = True
-        if created:
-            sync_dir(self._chunks)
-            sync_dir(self._path)
-
-    def _remove_unindexed_files(self) -> None:
-        """Remove what a crash left behind: ``.part`` files, and chunk files whose
-        record was never committed or already deleted."""
-        removed = 0
-        with self._guard():
-            for name in _FANOUT:
-                directory = os.path.join(self._chunks, name)
-                with os.scandir(directory) as entries:
-                    for entry in entries:
-                        if entry.name.endswith(PART_SUFFIX) or not self._indexed(entry.name):
-                            _remove(entry.path)
-                            removed += 1
-        if removed:
-            log.info("chunk store %s: removed %d unfinished or orphaned files", self._path, removed)
-
-    def _indexed(self, name: str) -> bool:
-        if len(name) != _ID_HEX_LEN:
-            return True  # not a file of ours: leave it alone
-        try:
-            chunk_id = bytes.fromhex(name)
-        except ValueError:
-            return True
-        return self._db.get(LEN_PREFIX + chunk_id) is not None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -601,15 +457,15 @@ class DiskChunkStore(ClosingDatabase):
             raise
 
     def _u64(self, raw: bytes | None, what: str) -> int:
-        if raw is None or len(raw) != _U64.size:
+        if raw is None or len(raw) != U64.size:
             raise StoreCorruptError(self._path, f"{what} is missing or malformed")
-        value: int = _U64.unpack(raw)[0]
+        value: int = U64.unpack(raw)[0]
         return value
 
     def _record(self, raw: bytes) -> tuple[int, int | None]:
         """A chunk's record: its size, and the CRC-32 of its bytes if recorded."""
-        if len(raw) == _RECORD.size:
-            size, crc = _RECORD.unpack(raw)
+        if len(raw) == RECORD.size:
+            size, crc = RECORD.unpack(raw)
             return size, crc
         return self._u64(raw, "a chunk's record"), None
 
@@ -618,14 +474,6 @@ class DiskChunkStore(ClosingDatabase):
         if len(chunk_id) != CHUNK_ID_SIZE:
             raise StoreCorruptError(self._path, f"malformed key {key!r}")
         return chunk_id
-
-
-_RECORD_SIZES: Final = (_U64.size, _RECORD.size)
-
-
-def _remove(path: str) -> None:
-    with suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 _OPEN_ERRORS = OpenErrors(

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from storenode import files
 from storenode.coding.merkle import merkle_root
 from storenode.store import (
     CapacityExceededError,
@@ -594,9 +595,9 @@ def test_a_file_system_that_cannot_read_without_waiting_is_asked_once(
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(cid, data)
         if how == "no flag":
-            monkeypatch.setattr(disk, "_RWF_NOWAIT", None)
+            monkeypatch.setattr(files, "_RWF_NOWAIT", None)
         else:
-            monkeypatch.setattr(disk.os, "preadv", preadv)
+            monkeypatch.setattr(files.os, "preadv", preadv)
         assert store.get_cached(cid) is None
         assert store.get_cached(cid) is None
         assert store.get(cid) == data
