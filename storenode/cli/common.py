@@ -158,6 +158,11 @@ class UsageError(Exception):
         self.parser = parser
 
 
+class OutputExistsError(Exception):
+    """A command's output file appeared while it worked, and ``--force`` was not
+    given: it was left alone (exit 1)."""
+
+
 def usage_error(args: argparse.Namespace, message: str) -> UsageError:
     return UsageError(args.parser, message)
 
@@ -172,7 +177,7 @@ def exit_code(exc: Exception) -> int | None:
     from storenode.localnet import LocalnetError, LocalnetParamsError
     from storenode.node import NodeError
 
-    if isinstance(exc, KeyFileExistsError):
+    if isinstance(exc, KeyFileExistsError | OutputExistsError):
         return 1
     if isinstance(exc, ConfigError | KeyFileError | GenesisInvalidError | LocalnetParamsError):
         return 2

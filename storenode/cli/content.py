@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from storenode.cli.amounts import hash_arg
 from storenode.cli.common import (
+    OutputExistsError,
     Parents,
     command,
     emit,
@@ -86,7 +87,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         from storenode.client.via_node import NodeNotReachedError
 
         try:
-            doc = _fetch_via_node(node, args.cid, path, show_bar)
+            doc = _fetch_via_node(node, args.cid, path, show_bar, args.force)
         except NodeNotReachedError as exc:
             log.info("Reading from the hosts instead: %s", exc)
         else:
@@ -94,7 +95,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             return 0
     import trio
 
-    doc = trio.run(_fetch, home_of(args), args.cid, path, show_bar)
+    doc = trio.run(_fetch, home_of(args), args.cid, path, show_bar, args.force)
     emit(args, doc, lambda console: _render(console, doc))
     return 0
 
@@ -105,7 +106,7 @@ def _running_node(args: argparse.Namespace) -> RunningNode | None:
     return running_node(home_dir(args))
 
 
-async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool) -> dict[str, Any]:
+async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool, force: bool) -> dict[str, Any]:
     import trio
 
     from storenode.client.session import open_home_fetcher
@@ -124,7 +125,7 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool) -> dict[str,
                     await trio.to_thread.run_sync(_write, out, piece, check)
                     bar.advance(task, len(piece))
                 await trio.to_thread.run_sync(_sync, out)
-            await trio.to_thread.run_sync(_put_in_place, cid, check, partial, path)
+            await trio.to_thread.run_sync(_put_in_place, cid, check, partial, path, force)
         finally:
             partial.unlink(missing_ok=True)
         seconds = trio.current_time() - start
@@ -139,7 +140,9 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool) -> dict[str,
     }
 
 
-def _fetch_via_node(node: RunningNode, cid: bytes, path: Path, show_bar: bool) -> dict[str, Any]:
+def _fetch_via_node(
+    node: RunningNode, cid: bytes, path: Path, show_bar: bool, force: bool
+) -> dict[str, Any]:
     """``fetch`` through the home's running node: the same file, checked the same way."""
     import time
 
@@ -158,7 +161,7 @@ def _fetch_via_node(node: RunningNode, cid: bytes, path: Path, show_bar: bool) -
                     _write(out, buffer[:got], check)
                     bar.advance(task, got)
                 _sync(out)
-            _put_in_place(cid, check, partial, path)
+            _put_in_place(cid, check, partial, path, force)
         finally:
             partial.unlink(missing_ok=True)
     return {
@@ -181,9 +184,11 @@ def _keccak() -> Any:
     return keccak.new(digest_bits=256)
 
 
-def _put_in_place(cid: bytes, check: Any, partial: Path, path: Path) -> None:
-    """Rename the whole, synced ``partial`` to ``path`` (and sync the folder), once
-    its bytes hash to ``cid`` if ``check`` hashed them."""
+def _put_in_place(cid: bytes, check: Any, partial: Path, path: Path, force: bool) -> None:
+    """Move the whole, synced ``partial`` to ``path`` (and sync the folder), once its
+    bytes hash to ``cid`` if ``check`` hashed them. Without ``force`` a file that
+    appeared at ``path`` during the read is left alone (a hard link fails where a
+    rename would replace it)."""
     from storenode.client.content import ContentCorruptError
     from storenode.files import sync_dir
 
@@ -192,7 +197,20 @@ def _put_in_place(cid: bytes, check: Any, partial: Path, path: Path) -> None:
             f"the bytes read do not hash to {cid.hex()}: the manifest found for it "
             "describes another work (its registry entry would name the right one)"
         )
-    os.replace(partial, path)
+    if force:
+        os.replace(partial, path)
+    else:
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            raise OutputExistsError(
+                f"{path} appeared while the work was read: nothing was written "
+                "(give --force to overwrite it)"
+            ) from None
+        except OSError:  # a file system without hard links: the check at the start stands
+            os.replace(partial, path)
+        else:
+            partial.unlink()
     sync_dir(path.parent)
 
 

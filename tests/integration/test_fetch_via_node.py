@@ -369,3 +369,30 @@ async def test_stream_from_past_the_start_of_an_empty_work_says_so(tmp_path: Pat
     assert whole.returncode == 0 and whole.stdout == b""
     assert past.returncode == 2
     assert "past the end of the work (0 bytes)" in past.stderr.decode()
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_a_file_that_appears_at_the_output_during_a_fetch_is_kept_without_force(
+    tmp_path: Path, force: bool
+) -> None:
+    node = Node()
+    cid = node.content.add("a.wav", "audio/wav", SONG)
+    out = tmp_path / "song.wav"
+
+    async def someone_writes_the_output(_: bytes, offset: int) -> None:
+        if offset > 0 and not out.exists():
+            out.write_bytes(b"mine")
+
+    node.content.before_piece = someone_writes_the_output
+    args = ["fetch", cid.hex(), "-o", str(out), *(["--force"] if force else [])]
+    with trio.fail_after(TIMEOUT):
+        async with serving(node) as running:
+            done = await _storenode(_home(tmp_path, running), *args)
+    if force:
+        assert done.returncode == 0, done.stderr.decode()
+        assert out.read_bytes() == SONG
+    else:
+        assert done.returncode == 1
+        assert "appeared while the work was read" in done.stderr.decode()
+        assert out.read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "song.wav"]
