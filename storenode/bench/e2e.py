@@ -73,7 +73,6 @@ down on every way out (``localnet down``, ``grid.sh down``).
 from __future__ import annotations
 
 import compileall
-import contextlib
 import hashlib
 import json
 import os
@@ -81,7 +80,7 @@ import random
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -89,6 +88,7 @@ from typing import Any, Final
 import contracts
 import storenode
 from storenode.bench import tahoe
+from storenode.bench.e2e_net import CLI, HOSTS, Localnet, Say, localnet
 from storenode.bench.measure import (
     MIB,
     BenchError,
@@ -98,22 +98,15 @@ from storenode.bench.measure import (
     json_line,
     run_command,
     sha256_of,
-    vm_hwm_mib,
     write_random_file,
 )
 
-HOSTS: Final = 10
 K: Final = 3
 N: Final = 10
 TTFB_REPS: Final = tahoe.TTFB_REPS
 RANGE_BYTES: Final = tahoe.RANGE_KIB * 1024
-CLI: Final = (sys.executable, "-m", "storenode.cli")
 TARGET_SPEEDUP: Final = 5.0
 TARGET_TTFB_MS: Final = 20.0
-UP_TIMEOUT_S: Final = 180.0
-DOWN_TIMEOUT_S: Final = 60.0
-
-Say = Callable[[str], None]
 
 
 # -- the figures -------------------------------------------------------------------------
@@ -190,55 +183,6 @@ def summarize(
         "sizes": sizes,
         "all_targets_met": all(all(row["targets_met"].values()) for row in sizes.values()),
     }
-
-
-@dataclass(frozen=True)
-class Localnet:
-    directory: Path
-    gateway: str
-    publisher_home: Path
-    pids: dict[str, int]
-    """Each node's process, by name (``validator-1``, ``node-1`` …)."""
-
-    def node_home(self, name: str) -> Path:
-        """Node ``name``'s home (``localnet up`` makes it ``DIR/<name>``)."""
-        return self.directory / name
-
-    def hwm_mib(self, name: str) -> float:
-        """Node ``name``'s peak resident set since it started (VmHWM)."""
-        return vm_hwm_mib(self.pids[name])
-
-
-WINDOW_BLOCKS: Final = 30
-"""Challenge windows of 30 one-second blocks. The demo's 5-block windows make
-every host prove every contract each 5 s, and every proof is gossiped to and
-checked by all 11 nodes: with the contracts a bench run opens, that load
-alone took a quarter to half a core. A real network's windows are far longer."""
-
-
-@contextlib.contextmanager
-def localnet(directory: Path, say: Say) -> Iterator[Localnet]:
-    """A running localnet of :data:`HOSTS` hosts in ``directory``, always brought down."""
-    say(f"starting a localnet of {HOSTS} hosts in {directory}")
-    up = [
-        *CLI,
-        *("localnet", "up", "--hosts", str(HOSTS), "--dir", str(directory), "--json"),
-        *("--window-blocks", str(WINDOW_BLOCKS)),
-    ]
-    down = [*CLI, "localnet", "down", "--dir", str(directory)]
-    try:
-        ran = run_command(up, "storenode localnet up", UP_TIMEOUT_S)
-        doc = json_line(ran.stdout, "storenode localnet up")
-        say(f"localnet up in {ran.seconds:.1f} s, gateway {doc['gateway']}")
-        pids = {str(node["name"]): int(node["pid"]) for node in doc["nodes"]}
-        yield Localnet(
-            directory, str(doc["gateway"]).rstrip("/"), Path(doc["publisher_home"]), pids
-        )
-    except BaseException:
-        with contextlib.suppress(BenchError):  # the first error is the one to report
-            run_command(down, "storenode localnet down", DOWN_TIMEOUT_S)
-        raise
-    run_command(down, "storenode localnet down", DOWN_TIMEOUT_S)
 
 
 def command_timeout(size: int) -> float:
