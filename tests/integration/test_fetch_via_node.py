@@ -10,6 +10,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -396,3 +397,27 @@ async def test_a_file_that_appears_at_the_output_during_a_fetch_is_kept_without_
         assert "appeared while the work was read" in done.stderr.decode()
         assert out.read_bytes() == b"mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "song.wav"]
+
+
+async def test_a_player_that_stops_reading_ends_a_stream_quietly(tmp_path: Path) -> None:
+    node = Node()
+    cid = node.content.add("a.wav", "audio/wav", SONG)
+
+    def play_a_little(home: Path) -> tuple[bytes, int, bytes]:
+        env = {k: v for k, v in os.environ.items() if k != "STORENODE_HOME"}
+        argv = [sys.executable, "-m", "storenode.cli", "--home", str(home), "stream", cid.hex()]
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+        ) as player:
+            assert player.stdout is not None and player.stderr is not None
+            first = player.stdout.read(1000)
+            player.stdout.close()  # the player goes away
+            code = player.wait(timeout=TIMEOUT)
+            return first, code, player.stderr.read()
+
+    with trio.fail_after(TIMEOUT):
+        async with serving(node) as running:
+            first, code, err = await _in_thread(play_a_little, _home(tmp_path, running))
+    assert first == SONG[:1000]
+    assert code == 0, err.decode()
+    assert err == b""
