@@ -80,8 +80,11 @@ class RunningNode:
 
 
 def running_node(home: Path) -> RunningNode | None:
-    """The node running from ``home``: None unless ``<home>/node.json`` names a
-    process that is alive and an HTTP address (a node with its API off has none)."""
+    """The node running from ``home``: None unless ``<home>/node.json`` names an
+    HTTP address (a node with its API off has none) and a live process of this
+    user that started no later than the node's ``started`` time. A wall clock
+    set forward since then makes the node look newer than that: the command
+    then reads from the hosts itself, which is slower but right."""
     try:
         doc = json.loads((home / READY_FILE).read_bytes())
     except (OSError, ValueError):
