@@ -55,6 +55,7 @@ from storenode.cli.common import (
     transfer_bar,
     usage_error,
 )
+from storenode.files import start_writeback, sync_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -130,14 +131,7 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool, force: bool)
             partial.unlink(missing_ok=True)
         seconds = trio.current_time() - start
         hosts = fetcher.stats.hosts_used
-    return {
-        "cid": to_hex(cid),
-        "path": str(path),
-        "bytes": info.length,
-        "seconds": round(seconds, 3),
-        "hosts": hosts,
-        "via": "hosts",
-    }
+    return _fetched(cid, path, info.length, seconds, hosts, "hosts")
 
 
 def _fetch_via_node(
@@ -164,13 +158,20 @@ def _fetch_via_node(
             _put_in_place(cid, check, partial, path, force)
         finally:
             partial.unlink(missing_ok=True)
+    return _fetched(cid, path, info.length, time.monotonic() - start, None, node.url)
+
+
+def _fetched(
+    cid: bytes, path: Path, length: int, seconds: float, hosts: int | None, via: str
+) -> dict[str, Any]:
+    """What ``fetch`` reports (``--json``'s object)."""
     return {
         "cid": to_hex(cid),
         "path": str(path),
-        "bytes": info.length,
-        "seconds": round(time.monotonic() - start, 3),
-        "hosts": None,
-        "via": node.url,
+        "bytes": length,
+        "seconds": round(seconds, 3),
+        "hosts": hosts,
+        "via": via,
     }
 
 
@@ -190,7 +191,6 @@ def _put_in_place(cid: bytes, check: Any, partial: Path, path: Path, force: bool
     appeared at ``path`` during the read is left alone (a hard link fails where a
     rename would replace it)."""
     from storenode.client.content import ContentCorruptError
-    from storenode.files import sync_dir
 
     if check is not None and check.digest() != cid:
         raise ContentCorruptError(
@@ -215,8 +215,6 @@ def _put_in_place(cid: bytes, check: Any, partial: Path, path: Path, force: bool
 
 
 def _write(out: Any, piece: bytes | memoryview, check: Any) -> None:
-    from storenode.files import start_writeback
-
     before = out.tell()
     out.write(piece)
     if check is not None:
