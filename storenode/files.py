@@ -13,12 +13,16 @@
   does the work.
 * :func:`read_if_cached`: read a file only if the page cache holds it, so an
   event loop can read what is in memory without waiting for the disk.
+* :func:`read_direct`: read a file from the disk, past the page cache and
+  without touching it (``O_DIRECT``), so a background check of what the disk
+  holds neither serves itself cached pages nor evicts the ones readers use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 from collections.abc import Callable
 from functools import cache
@@ -94,9 +98,51 @@ def read_if_cached(fd: int, size: int) -> bytearray | None:
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
+class DirectReadUnsupportedError(Exception):
+    """The file system or OS cannot read past the page cache (``O_DIRECT``)."""
+
+
+def read_direct(path: str | os.PathLike[str]) -> bytes:
+    """The file's bytes as the disk holds them, read with ``O_DIRECT``: the page
+    cache is neither used nor changed (the kernel writes dirty pages back first, so
+    the bytes are the file's latest). :class:`DirectReadUnsupportedError` where the
+    OS or file system cannot (tmpfs, say); ``OSError`` if the file cannot be read."""
+    flag = getattr(os, "O_DIRECT", None)
+    if flag is None:
+        raise DirectReadUnsupportedError
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flag)
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise DirectReadUnsupportedError from None
+        raise
+    try:
+        size = os.fstat(fd).st_size
+        # O_DIRECT wants an aligned buffer and length: an anonymous map is page
+        # aligned, and a page more than the size shows a file that grew meanwhile.
+        length = (size // mmap.PAGESIZE + 1) * mmap.PAGESIZE
+        with mmap.mmap(-1, length) as buffer, memoryview(buffer) as view:
+            got = 0
+            while got < length:
+                try:
+                    n = os.preadv(fd, [view[got:]], got)
+                except OSError as e:
+                    if e.errno == errno.EINVAL:
+                        raise DirectReadUnsupportedError from None
+                    raise
+                got += n
+                if n == 0 or got % mmap.PAGESIZE:
+                    break  # the end of the file
+            return bytes(view[:got])
+    finally:
+        os.close(fd)
+
+
 __all__ = [
+    "DirectReadUnsupportedError",
     "NoWaitUnsupportedError",
     "drop_cache",
+    "read_direct",
     "read_if_cached",
     "start_writeback",
     "sync_dir",

@@ -31,7 +31,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from storenode.files import NoWaitUnsupportedError, drop_cache, read_if_cached, sync_dir
+from storenode.files import (
+    DirectReadUnsupportedError,
+    NoWaitUnsupportedError,
+    drop_cache,
+    read_direct,
+    read_if_cached,
+    sync_dir,
+)
 from storenode.leveldb import ClosingDatabase, OpenErrors, open_leveldb, translated
 from storenode.store.disk_layout import (
     CHUNKS_DIR,
@@ -86,6 +93,7 @@ class DiskChunkStore(Opening, ClosingDatabase):
     def __init__(self, path: str | os.PathLike[str], *, capacity: int, create: bool = True) -> None:
         self._capacity = check_capacity(capacity)
         self._nowait = True  # whether get_cached may try (the file system can say)
+        self._direct = True  # whether the scrub may read past the page cache (O_DIRECT)
         self._path = os.fspath(path)
         self._lock = threading.Lock()
         self._closed = True
@@ -413,15 +421,30 @@ class DiskChunkStore(Opening, ClosingDatabase):
         """A held chunk's recorded size (-1 if its record is malformed) and whether its
         file holds exactly its bytes: the full Merkle check, whatever the CRC says.
         ``uncached``: read what the disk holds, not the page cache's copy, and leave
-        the cache as the readers had it (for the background scrub)."""
+        the cache as the readers had it (for the background scrub): with ``O_DIRECT``,
+        or where the file system cannot, by dropping the file's pages around the read
+        (which leaves a chunk readers had cached to be read from the disk again)."""
         size = U64.unpack_from(record)[0] if len(record) in RECORD_SIZES else -1
+        path = self._file(chunk_id)
+        data: bytes | None = None
         try:
-            with open(self._file(chunk_id), "rb") as f:
-                if uncached:
-                    drop_cache(f.fileno())
-                data: bytes | None = f.read()
-                if uncached:
-                    drop_cache(f.fileno())
+            if uncached and self._direct:
+                try:
+                    data = read_direct(path)
+                except DirectReadUnsupportedError:
+                    self._direct = False
+                    log.info(
+                        "The file system of %s cannot read past the page cache: the scrub "
+                        "drops each chunk's cached pages to read it from the disk",
+                        self._path,
+                    )
+            if data is None:
+                with open(path, "rb") as f:
+                    if uncached:
+                        drop_cache(f.fileno())
+                    data = f.read()
+                    if uncached:
+                        drop_cache(f.fileno())
         except OSError:
             data = None
         return size, chunk_ok(chunk_id, data, size)

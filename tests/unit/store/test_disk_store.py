@@ -602,3 +602,47 @@ def test_a_file_system_that_cannot_read_without_waiting_is_asked_once(
         assert store.get_cached(cid) is None
         assert store.get(cid) == data
     assert len(calls) == (0 if how == "no flag" else 1)
+
+
+def test_the_background_scrub_leaves_chunks_readers_use_in_the_page_cache(
+    tmp_path: Path,
+) -> None:
+    """The scrub reads what the disk holds (O_DIRECT), not the cache's copy, and does
+    not evict it: a chunk listeners are reading stays on the host's fast path."""
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"probe")
+    try:
+        files.read_direct(probe)
+    except files.DirectReadUnsupportedError:
+        pytest.skip(f"{tmp_path}'s file system cannot read with O_DIRECT")
+    cid, data = chunk(1, 300_000)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put(cid, data)
+        assert store.get(cid) == data
+        assert store.get_cached(cid) == data
+        assert store.scrub_part(None, max_bytes=1 << 20).checked == 1
+        assert store.get_cached(cid) == data, "the scrub evicted a chunk readers had cached"
+
+
+def test_a_scrub_on_a_file_system_without_direct_reads_still_finds_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    tries = []
+    real_open = os.open
+
+    def refusing_open(path: object, flags: int, *args: object) -> int:
+        if flags & getattr(os, "O_DIRECT", 0):
+            tries.append(path)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    good, bad = chunk(1, 5000), chunk(2, 5000)
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many([good, bad])
+        chunk_file(tmp_path / "s", bad[0]).write_bytes(b"x" + bad[1][1:])
+        monkeypatch.setattr(files.os, "open", refusing_open)
+        with caplog.at_level(logging.INFO, logger="storenode.store.disk"):
+            for _ in range(2):
+                assert store.scrub_part(None, max_bytes=1 << 20).corrupt == (bad[0],)
+    assert len(tries) == 1, "a file system without O_DIRECT is asked once"
+    assert "cannot read past the page cache" in caplog.text
