@@ -11,7 +11,6 @@ buffers be reused from the heap. See docs/decisions/0005-malloc-thresholds.md.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,9 @@ def tune_allocator() -> bool:
     if _done:
         return True
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The process's own symbols, libc's among them: no library search (ctypes.util
+        # costs every command ~6 ms of imports).
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
