@@ -26,10 +26,13 @@ import logging
 import os
 import secrets
 import threading
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+# zlib's CRC-32, from ISA-L's carry-less-multiply kernel: ~57 GB/s here against
+# zlib's ~4 (6 us for a 341 KiB chunk instead of 87).
+from isal.isal_zlib import crc32
 
 from storenode.files import (
     DirectReadUnsupportedError,
@@ -169,7 +172,7 @@ class DiskChunkStore(Opening, ClosingDatabase):
             # The bytes go to disk outside the lock, so puts write in parallel.
             for chunk_id, raw in new.items():
                 parts.append(self._write_part(chunk_id, raw))
-            crcs = {chunk_id: zlib.crc32(raw) for chunk_id, raw in new.items()}
+            crcs = {chunk_id: crc32(raw) for chunk_id, raw in new.items()}
             with self._lock, self._guard():
                 self._check_open()
                 self._commit(new, crcs, parts)
@@ -310,14 +313,14 @@ class DiskChunkStore(Opening, ClosingDatabase):
             raise ChunkCorruptError(chunk_id, "its bytes are missing") from None
         except OSError as e:
             raise ChunkCorruptError(chunk_id, f"its file cannot be read ({e.strerror})") from e
-        if len(data) == size and crc is not None and zlib.crc32(data) == crc:
+        if len(data) == size and crc is not None and crc32(data) == crc:
             return data
         if cached:
             return None  # the full check below is the caller's worker thread's to make
         # No CRC yet (a format-2 record), or a mismatch: the Merkle root decides.
         if not chunk_ok(chunk_id, data, size):
             raise ChunkCorruptError(chunk_id)
-        self._add_crc(chunk_id, raw, RECORD.pack(size, zlib.crc32(data)))
+        self._add_crc(chunk_id, raw, RECORD.pack(size, crc32(data)))
         return data
 
     def _add_crc(self, chunk_id: bytes, old: bytes, new: bytes) -> None:
