@@ -43,6 +43,7 @@ from typing import Final, Protocol, TypeVar
 import msgspec
 import trio
 
+from storenode.coding.kernel import view
 from storenode.coding.rlnc import Packet, recode, shard_packet
 from storenode.coding.rs import ReedSolomon
 from storenode.host.messages import (
@@ -301,9 +302,8 @@ class ChunkService:
         if not any(self.read_policy.may_read(client_key, cid) for cid in works):
             raise RequestRefusedError(ErrorCode.REFUSED, "a priced work: a receipt is needed")
         data = self._read(req.chunk_id, cached=cached)
-        # A bytearray from get_cached goes on the wire exactly as bytes would (msgpack
-        # bin); copying it to bytes would cost more than the read it saved.
-        return None if data is None else ChunkData(data)  # type: ignore[arg-type]
+        # Any bytes-like object goes on the wire as msgpack bin: a view, no copy.
+        return None if data is None else ChunkData(memoryview(data))
 
     def packet(self, client_key: bytes, req: PacketRequest) -> PacketReply:
         reply = self._packet(client_key, req, cached=False)
@@ -339,10 +339,8 @@ class ChunkService:
         else:
             with self._lock:
                 out = recode(packets, self._rng)
-        payload = out.payload
-        if not isinstance(payload, bytes | bytearray):
-            payload = bytes(payload)  # a recoding's array
-        return PacketReply(out.coefficients, payload)  # type: ignore[arg-type]  # see _get
+        # a shard's bytes or a recoding's array: a view either way, no copy (see _get)
+        return PacketReply(out.coefficients, view(out.payload))
 
     def index_shard(self, chunk_id: bytes, placement: Placement, size: int) -> str | None:
         """Index a chunk the store holds at ``placement`` (rebuilding the index from

@@ -71,6 +71,10 @@ MAX_STRIPE_BLOCKS: Final = 255
 """Largest n (and so k) of a stripe's code over GF(2^8)."""
 
 ChunkPayload = Annotated[bytes, msgspec.Meta(max_length=MAX_CHUNK_SIZE)]
+ChunkView = Annotated[memoryview, msgspec.Meta(max_length=MAX_CHUNK_SIZE)]
+"""Chunk bytes a reader receives: decoded as a view into the received message, not
+copied out of it (a 1 MiB stripe's three packets are 1 MiB it need not copy). A
+sender may give any bytes-like object."""
 BlockCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_STRIPE_BLOCKS)]
 ShardIndex = Annotated[int, msgspec.Meta(ge=0, le=MAX_STRIPE_BLOCKS - 1)]
 Coefficients = Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_STRIPE_BLOCKS)]
@@ -121,7 +125,7 @@ class ChunkGet(_Body, frozen=True):
 
 
 class ChunkData(_Body, frozen=True):
-    data: ChunkPayload
+    data: ChunkView
 
 
 class PacketRequest(_Body, frozen=True):
@@ -133,7 +137,7 @@ class PacketReply(_Body, frozen=True):
     """``payload = sum_j coefficients[j] * block_j`` over the stripe's k blocks."""
 
     coefficients: Coefficients
-    payload: ChunkPayload
+    payload: ChunkView
 
 
 class OfferRequest(_Body, frozen=True):

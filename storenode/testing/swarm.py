@@ -68,7 +68,7 @@ class LyingChunkService(ChunkService):
 def _flipped(reply: PacketReply) -> PacketReply:
     payload = bytearray(reply.payload)
     payload[len(payload) // 2] ^= 0x5A
-    return PacketReply(reply.coefficients, bytes(payload))
+    return PacketReply(reply.coefficients, memoryview(payload))
 
 
 def liar(store: MemoryChunkStore, rng: random.Random) -> ChunkService:

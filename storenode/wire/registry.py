@@ -63,7 +63,7 @@ _UNCHECKED_TYPES: Final = (
     mi.CustomType,  # needs a decode hook
     mi.DataclassType,  # unknown fields silently ignored
     mi.TypedDictType,  # unknown fields silently ignored
-    mi.MemoryViewType,  # would alias the receive buffer
+    mi.MemoryViewType,  # would alias the receive buffer (allowed in responses: see decode)
 )
 
 
@@ -108,7 +108,9 @@ class Registry:
         or a request Struct already registered under another name (a body's class
         names its type); TypeError for a schema that breaks the conventions of
         docs/specs/wire.md §3 (Structs that are array_like, forbid_unknown_fields and
-        frozen, all the way down; no Any, Raw, ext, dataclass, TypedDict, memoryview).
+        frozen, all the way down; no Any, Raw, ext, dataclass, TypedDict, and no
+        memoryview but in a response, whose body :meth:`decode` never leaves in a
+        buffer the caller may reuse).
         """
         if (
             not isinstance(name, str)
@@ -123,7 +125,7 @@ class Registry:
             raise ValueError(f"message type {name!r} is already registered")
         _check_schema(name, request)
         if response is not None:
-            _check_schema(name, response)
+            _check_schema(name, response, views=True)
         other = self._request_names.get(request) or self._notify_names.get(request)
         if other is not None:
             raise ValueError(
@@ -287,8 +289,9 @@ def _label(kind: Kind, request_id: int | None, name: str) -> str:
     return f"{name} {kind.name.lower()}" + ("" if request_id is None else f" {request_id}")
 
 
-def _check_schema(name: str, root: object) -> None:
-    """Refuse (TypeError) a body type that breaks the schema conventions."""
+def _check_schema(name: str, root: object, *, views: bool = False) -> None:
+    """Refuse (TypeError) a body type that breaks the schema conventions; ``views``:
+    memoryview fields are allowed (a response's)."""
     if not (isinstance(root, type) and issubclass(root, msgspec.Struct)):
         raise TypeError(f"{name}: a message body is a msgspec.Struct class, not {root!r}")
     try:
@@ -304,7 +307,9 @@ def _check_schema(name: str, root: object) -> None:
         if id(node) in seen:  # a recursive schema refers to itself
             continue
         seen.add(id(node))
-        if isinstance(node, _UNCHECKED_TYPES):
+        if isinstance(node, _UNCHECKED_TYPES) and not (
+            views and isinstance(node, mi.MemoryViewType)
+        ):
             raise TypeError(
                 f"{name}: {root.__qualname__} contains a {type(node).__name__}, "
                 "which the schema cannot validate"

@@ -507,7 +507,6 @@ class HoldsView(msgspec.Struct, array_like=True, forbid_unknown_fields=True, fro
         HoldsAny,
         HoldsRaw,
         HoldsDataclass,
-        HoldsView,
         Point,
         int,
     ],
@@ -517,6 +516,30 @@ def test_schemas_breaking_the_conventions_are_refused(schema: Any) -> None:
         Registry().register("test.bad", schema, None)
     with pytest.raises(TypeError):
         Registry().register("test.bad", Ping, schema)
+
+
+def test_a_view_is_refused_in_requests_and_notifies_but_allowed_in_responses() -> None:
+    with pytest.raises(TypeError, match="MemoryViewType"):
+        Registry().register("test.bad", HoldsView, None)
+    with pytest.raises(TypeError, match="MemoryViewType"):
+        Registry().register("test.bad", HoldsView, Pong)
+    Registry().register("test.view", Ping, HoldsView)
+
+
+def test_a_view_in_a_response_never_sees_a_reused_buffer_change() -> None:
+    """A response's body is the received message's (handed over) or a copy of a
+    buffer the caller keeps: a view decoded from it never changes under the reader."""
+    registry = Registry()
+    registry.register("test.view", Ping, HoldsView)
+    payload = bytes(range(256)) * 4
+    buffer = bytearray(registry.encode_response(5, HoldsView(memoryview(payload))))
+    kept = registry.decode(memoryview(buffer))  # not owned: the caller reuses it
+    handed = registry.decode(bytes(buffer))  # bytes never change
+    buffer[:] = b"\x00" * len(buffer)
+    for message in (kept, handed):
+        assert isinstance(message, Response)
+        body = registry.decode_response("test.view", message.body_raw)
+        assert isinstance(body, HoldsView) and body.x == payload
 
 
 class Tree(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
