@@ -143,6 +143,43 @@ def test_a_failed_write_leaves_no_file_and_no_record(
         assert store.get(new) == new_data
 
 
+@pytest.mark.parametrize("fails", ["the third write", "the second sync"])
+def test_a_batch_that_fails_part_way_leaves_no_file_and_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """A put_many writes every chunk before it syncs any: a failure at any point,
+    even after some files were written, removes them all and records none."""
+    batch = [chunk(n, 5000) for n in range(4)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        calls = 0
+        real_write, real_sync = os.write, os.fdatasync
+
+        def failing_write(fd: int, data: object) -> int:
+            nonlocal calls
+            calls += 1
+            if fails == "the third write" and calls == 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(fd, data)  # type: ignore[arg-type]
+
+        def failing_sync(fd: int) -> None:
+            nonlocal calls
+            calls += 1
+            if fails == "the second sync" and calls == len(batch) + 2:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            real_sync(fd)
+
+        with monkeypatch.context() as m:
+            m.setattr(os, "write", failing_write)
+            m.setattr(os, "fdatasync", failing_sync)
+            with pytest.raises(StoreIOError):
+                store.put_many(batch)
+        assert files_under(tmp_path / "s") == []
+        assert (store.used_bytes, store.chunk_count) == (0, 0)
+        assert store.free_bytes == 1 << 20
+        store.put_many(batch)
+        assert all(store.get(cid) == data for cid, data in batch)
+
+
 def test_concurrent_puts_of_the_same_chunks_store_each_once(tmp_path: Path) -> None:
     chunks = [chunk(n, 5000) for n in range(24)]
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
