@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import enum
 import os
-from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -44,6 +43,7 @@ from storenode.wire.errors import (
     WireError,
 )
 from storenode.wire.noise import DHLEN, TAGLEN, CipherState, HandshakeState
+from storenode.wire.receive_queue import ReceiveQueue
 
 PROLOGUE: Final = b"storenode/1"
 #: Signing domain of the identity proof: Ed25519 signs the static X25519 key.
@@ -143,50 +143,6 @@ _ALLOWED: Final[dict[str, frozenset[_State]]] = {
 }
 
 
-class _ReceiveQueue:
-    """Received bytes not yet consumed, kept as the chunks they arrived in. A frame
-    inside one chunk is read in place (a memoryview, no copy); one that straddles
-    chunks is copied out. Nothing is ever compacted or reallocated, and a chunk
-    is dropped as soon as it has been read."""
-
-    __slots__ = ("_chunks", "_offset", "available")
-
-    def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._offset = 0  # into self._chunks[0]
-        self.available = 0
-
-    def append(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self.available += len(data)
-
-    def take(self, n: int) -> memoryview | bytes | None:
-        """The next ``n`` bytes, consumed; ``None`` (consuming nothing) if fewer are here."""
-        if self.available < n:
-            return None
-        if not n:
-            return b""
-        self.available -= n
-        chunk, start = self._chunks[0], self._offset
-        if start + n <= len(chunk):
-            self._advance(chunk, start + n)
-            return memoryview(chunk)[start : start + n]
-        parts = []
-        while n:
-            chunk, start = self._chunks[0], self._offset
-            end = min(len(chunk), start + n)
-            parts.append(memoryview(chunk)[start:end])
-            n -= end - start
-            self._advance(chunk, end)
-        return b"".join(parts)
-
-    def _advance(self, chunk: bytes, offset: int) -> None:
-        if offset == len(chunk):
-            self._chunks.popleft()
-            offset = 0
-        self._offset = offset
-
-
 class WireConnection:
     """The Noise XX handshake, identity proof and message framing of one connection.
 
@@ -227,7 +183,7 @@ class WireConnection:
         self._handshake_complete = False
         self._send: CipherState | None = None
         self._recv: CipherState | None = None
-        self._received = _ReceiveQueue()
+        self._received = ReceiveQueue()
         self._frame_length: int | None = None  # read from a length prefix, frame not yet here
         self._eof = False
         self._outgoing = bytearray()
