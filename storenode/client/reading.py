@@ -108,6 +108,12 @@ class StripeRead:
     def poke(self) -> None:
         self.changed.set()
 
+    def add_hosts(self, contacts: dict[bytes, Contact]) -> None:
+        """More providers of the work, found while it is read: asked from now on."""
+        self.contacts.update(contacts)
+        if self.sched.add_hosts(contacts):
+            self.poke()
+
     def fail(self, error: ContentError, at: int) -> None:
         """The read cannot go past stripe ``at`` (the earliest such stripe wins)."""
         if self.error is None or at < self.error_at:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -27,11 +28,13 @@ from storenode.client.content import (
 from storenode.client.fetch import Fetcher, FetchOptions, open_fetcher
 from storenode.client.ledger import open_ledger_client
 from storenode.config import PeerSpec
+from storenode.dht import Record
 from storenode.identity import Identity, keccak256
 from storenode.ledger import Chain
 from storenode.net.dht import DhtService
 from storenode.net.ledger import LedgerService, open_ledger_node
 from storenode.publish.manifest import Manifest, manifest_hash
+from storenode.publish.records import providers_key
 from storenode.testing.ledger import FEE, account, funded_genesis, signed, validator
 from storenode.testing.swarm import Swarm, liar, open_swarm
 
@@ -97,6 +100,50 @@ async def test_a_work_is_fetched_byte_exact_from_many_hosts() -> None:
             # k + 1 asked per stripe, the slowest cancelled once k had answered
             assert f.stats.cancelled > 0
             assert f.stats.packets >= K * len(s.manifest.stripes)
+
+
+class HeldLookups:
+    """The reader's DHT, where a provider lookup allowed to stop early brings only
+    its first ``enough`` records (as when the first answers hold only some), and
+    the whole lookup waits for ``release``."""
+
+    def __init__(self, dht: DhtService, cid: bytes) -> None:
+        self._dht = dht
+        self.cid = cid
+        self.release = trio.Event()
+        self.whole_lookups = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dht, name)
+
+    async def find_value(self, key: bytes, *, enough: int | None = None) -> list[Record]:
+        records = await self._dht.find_value(key)
+        if key != providers_key(self.cid):
+            return records
+        if enough is not None:
+            return sorted(records, key=lambda r: r.owner)[:enough]
+        self.whole_lookups += 1
+        await self.release.wait()
+        return records
+
+
+async def test_a_read_starts_on_the_first_providers_and_gains_the_rest() -> None:
+    with trio.fail_after(LIMIT):
+        async with published() as s:
+            dht = HeldLookups(s.reader, s.manifest.cid)
+            async with fetcher_of(dht, options=FetchOptions(quick_providers=K)) as f:  # type: ignore[arg-type]
+                cid = s.manifest.cid
+                info = await f.open(cid)
+                pieces = f.read(cid, 0, info.length)
+                out = bytearray(await pieces.__anext__())  # the whole lookup still held
+                assert dht.whole_lookups == 1
+                assert len(await f.providers(cid)) == K
+                dht.release.set()
+                async for piece in pieces:
+                    out += piece
+                assert bytes(out) == s.data
+                assert len(await f.providers(cid)) == N
+                assert f.stats.hosts_used > K, "the providers found later were asked too"
 
 
 async def test_ranges_at_random_offsets_are_byte_exact() -> None:
