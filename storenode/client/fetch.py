@@ -22,8 +22,10 @@ nodes nearest the key each keep every provider record, so the first answers
 usually bring them all; a node among them answers from its own store, at
 once), and the rest of the lookup goes on in the background: providers it
 finds join the cache and the reads of that work already running. Measured on
-a 10-host localnet, a cold open took 11–16 ms with the whole lookup first,
-of which the lookup 8–11 ms.
+a 10-host localnet: a reader outside the DHT's nearest nodes spent 7.7–10.6 ms
+on the whole lookup, 4.3–6.8 ms on one that stops early; the gateway's first
+64 KiB of a work it had never opened came in 12.7 ms (median of 11 works, two
+localnets) instead of 14.0.
 
 **Reading** runs a :class:`~storenode.client.reading.StripeRead` (around a
 :class:`~storenode.client.scheduler.FetchScheduler`, the pure core that
