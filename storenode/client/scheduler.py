@@ -127,7 +127,8 @@ class FetchScheduler:
         self._next_id = 0
         self._prior_rate: float | None = None  # the median rate, until a rate changes
         self._recheck = True  # whether a stripe may have become blocked since the last check
-        generator = ReedSolomon(k, n).generator
+        self._code = ReedSolomon(k, n)
+        generator = self._code.generator
         self._rows = {generator[i].tobytes(): i for i in range(n)}
         self.add_hosts(hosts)
 
@@ -169,7 +170,7 @@ class FetchScheduler:
             if index not in self.window_stripes():
                 raise KeyError(f"stripe {index} is outside the window")
             st = self._stripes[index] = StripeState(
-                index, ProgressiveDecoder(self.k, block_size=self.shard_size)
+                index, ProgressiveDecoder(self.k, block_size=self.shard_size, code=self._code)
             )
         return st
 
@@ -437,7 +438,7 @@ class FetchScheduler:
         for st in self._stripes.values():
             if st.phase is Phase.FETCHING and any(sender == key for sender, _ in st.packets):
                 kept = [(s, p) for s, p in st.packets if s != key]
-                st.decoder = ProgressiveDecoder(self.k, block_size=self.shard_size)
+                st.decoder = ProgressiveDecoder(self.k, block_size=self.shard_size, code=self._code)
                 for _, p in kept:
                     st.decoder.add(p)
                 st.packets = kept

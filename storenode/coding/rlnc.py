@@ -19,6 +19,12 @@ the payloads in one kernel call (rows that are unit vectors, i.e. systematic
 shards, are passed through untouched). That does the same field operations
 as eliminating payloads packet by packet, in one SIMD pass instead of k^2
 small ones. See docs/decisions/0002-rlnc-deferred-payload-elimination.md.
+A decoder told the stripe's code (``code=``) skips all of that while every
+packet is a stored shard, which is what a reader gets from hosts holding one
+shard of a stripe: a shard is innovative exactly when its index is new (the
+code is MDS: any k distinct shards are independent), and the blocks are the
+code's own decode (its inverse cached per set of shards). The first packet
+that is not a shard (a recoding) turns it into the general decoder.
 
 Randomness comes in as an argument (a :class:`random.Random`), never from a
 global source, so tests and simulations are reproducible.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -108,13 +115,30 @@ def recode(packets: Sequence[Packet], rng: random.Random) -> Packet:
 class ProgressiveDecoder:
     """Collects packets of one stripe until their vectors span all k blocks."""
 
-    __slots__ = ("_block_size", "_is_pivot", "_payloads", "_received", "_rref", "_vectors", "k")
+    __slots__ = (
+        "_block_size",
+        "_code",
+        "_is_pivot",
+        "_payloads",
+        "_received",
+        "_rref",
+        "_shards",
+        "_vectors",
+        "k",
+    )
 
-    def __init__(self, k: int, *, block_size: int | None = None) -> None:
+    def __init__(
+        self, k: int, *, block_size: int | None = None, code: ReedSolomon | None = None
+    ) -> None:
         if not 1 <= k <= 255:
             raise CodingParamsError(f"a stripe has 1..255 blocks, not k={k}")
+        if code is not None and code.k != k:
+            raise CodingParamsError(f"a decoder of k={k} blocks given a code of k={code.k}")
         self.k = k
         self._block_size = block_size
+        self._code = code
+        # shard index -> payload while every packet taken is one of the code's shards
+        self._shards: dict[int, Buffer] | None = {} if code is not None else None
         self._rref = np.zeros((k, k), dtype=np.uint8)  # row p holds the pivot-p row
         self._is_pivot = np.zeros(k, dtype=bool)
         self._vectors: list[bytes] = []
@@ -149,7 +173,27 @@ class ProgressiveDecoder:
         self._received += 1
         if self.complete:
             return False
-        v = np.frombuffer(packet.coefficients, dtype=np.uint8).copy()
+        if self._shards is not None:
+            assert self._code is not None
+            index = _shard_rows(self._code.k, self._code.n).get(packet.coefficients)
+            if index is not None:
+                if index in self._shards:
+                    return False
+                self._shards[index] = packet.payload
+                self._vectors.append(packet.coefficients)
+                self._payloads.append(packet.payload)
+                return True
+            # a recoding: from now on the general elimination, over what came so far
+            vectors, self._vectors = self._vectors, []
+            self._shards = None
+            for vector in vectors:
+                self._reduce(vector)
+        return self._reduce(packet.coefficients, packet.payload)
+
+    def _reduce(self, coefficients: bytes, payload: Buffer | None = None) -> bool:
+        """Eliminate one vector into the echelon form; True if it raised the rank.
+        ``payload`` None: a vector taken earlier, whose payload is already kept."""
+        v = np.frombuffer(coefficients, dtype=np.uint8).copy()
         piv = self._is_pivot
         if piv.any():
             # Pivot rows are zero on every other pivot column, so one combination
@@ -167,14 +211,19 @@ class ProgressiveDecoder:
             self._rref ^= MUL[factors[:, None], v[None, :]]
         self._rref[p] = v
         piv[p] = True
-        self._vectors.append(packet.coefficients)
-        self._payloads.append(packet.payload)
+        self._vectors.append(coefficients)
+        if payload is not None:
+            self._payloads.append(payload)
         return True
 
     def blocks(self) -> list[memoryview]:
         """The k source blocks; raises :class:`NotEnoughShardsError` before rank k."""
         if not self.complete:
             raise NotEnoughShardsError(f"rank {self.rank} of k={self.k}: more packets needed")
+        if self._shards is not None:
+            assert self._code is not None
+            indices = sorted(self._shards)
+            return self._code.decode(indices, [self._shards[i] for i in indices])
         a = np.frombuffer(b"".join(self._vectors), dtype=np.uint8).reshape(self.k, self.k)
         inv = gf.mat_inv(a)
         payloads = as_rows(self._payloads)
@@ -195,3 +244,10 @@ class ProgressiveDecoder:
     def stripe(self) -> bytes:
         """The k blocks joined."""
         return b"".join(self.blocks())
+
+
+@lru_cache(maxsize=64)
+def _shard_rows(k: int, n: int) -> dict[bytes, int]:
+    """The generator row of each shard of the (k, n) code -> its index (read only)."""
+    generator = ReedSolomon(k, n).generator
+    return {generator[i].tobytes(): i for i in range(n)}

@@ -229,10 +229,11 @@ def test_recodings_from_two_holders_add_up_to_the_rank_of_their_union() -> None:
     extra=st.integers(0, 8),
     size=st.integers(0, 300),
     seed=st.integers(0, 2**32 - 1),
+    told_the_code=st.booleans(),
     data=st.data(),
 )
 def test_decoder_accepts_mix_of_shards_and_recodings(
-    k: int, extra: int, size: int, seed: int, data: st.DataObject
+    k: int, extra: int, size: int, seed: int, told_the_code: bool, data: st.DataObject
 ) -> None:
     rng = random.Random(seed)
     blocks = make_blocks(rng, k, size)
@@ -246,7 +247,7 @@ def test_decoder_accepts_mix_of_shards_and_recodings(
     offers = [stored[i] for i in direct]
     offers += [recode([stored[i] for i in holder], rng) for holder in holders]
     rng.shuffle(offers)
-    decoder = ProgressiveDecoder(k)
+    decoder = ProgressiveDecoder(k, code=rs if told_the_code else None)
 
     feed_until_complete(decoder, offers)
     # Whatever was missing, any host holding every shard can recode the rest.
@@ -280,6 +281,46 @@ def test_any_k_stored_shards_decode_like_reed_solomon() -> None:
         decoder = ProgressiveDecoder(4)
         assert all(decoder.add(shard_packet(rs, i, shards[i])) for i in picked)
         assert decoder.stripe() == rs.decode_stripe(picked, [shards[i] for i in picked])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    k=st.integers(1, 10),
+    extra=st.integers(0, 10),
+    size=st.integers(0, 64),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_a_decoder_told_the_code_takes_shards_as_the_general_one_does(
+    k: int, extra: int, size: int, seed: int, data: st.DataObject
+) -> None:
+    """Shards only, repeats included (what hosts holding one shard each send): the
+    decoder that knows the code skips the elimination and says the same."""
+    rng = random.Random(seed)
+    blocks = make_blocks(rng, k, size)
+    rs = ReedSolomon(k, k + extra)
+    shards = rs.encode(blocks)
+    order = data.draw(st.lists(st.sampled_from(range(rs.n)), min_size=1, max_size=3 * rs.n))
+    told, general = ProgressiveDecoder(k, code=rs), ProgressiveDecoder(k)
+    for i in order:
+        packet = shard_packet(rs, i, shards[i])
+        assert told.add(packet) == general.add(packet), i
+        assert (told.rank, told.received, told.complete) == (
+            general.rank,
+            general.received,
+            general.complete,
+        )
+    if general.complete:
+        assert [bytes(b) for b in told.blocks()] == blocks
+        assert told.stripe() == general.stripe()
+    else:
+        with pytest.raises(NotEnoughShardsError):
+            told.blocks()
+
+
+def test_a_decoder_given_a_code_of_another_k_is_refused() -> None:
+    with pytest.raises(CodingParamsError):
+        ProgressiveDecoder(3, code=ReedSolomon(4, 6))
 
 
 def test_duplicate_shard_packet_is_dropped() -> None:
@@ -446,10 +487,17 @@ KINDS = st.sampled_from(["random", "shard", "recode", "duplicate", "zero"])
     extra=st.integers(0, 8),
     size=st.integers(0, 16),
     seed=st.integers(0, 2**32 - 1),
+    told_the_code=st.booleans(),
     data=st.data(),
 )
 def test_decoder_rank_is_the_gf256_rank_of_the_vectors_seen(
-    gf256: Any, k: int, extra: int, size: int, seed: int, data: st.DataObject
+    gf256: Any,
+    k: int,
+    extra: int,
+    size: int,
+    seed: int,
+    told_the_code: bool,
+    data: st.DataObject,
 ) -> None:
     """add() is True exactly when the rank grows; the rank is what galois computes."""
     length = data.draw(st.one_of(st.integers(0, k), st.integers(k, 4 * k + 8)), label="packets")
@@ -458,7 +506,7 @@ def test_decoder_rank_is_the_gf256_rank_of_the_vectors_seen(
     blocks = make_blocks(rng, k, size)
     rs = ReedSolomon(k, min(k + extra, 255))
     shards = rs.encode(blocks)
-    decoder = ProgressiveDecoder(k)
+    decoder = ProgressiveDecoder(k, code=rs if told_the_code else None)
     seen: list[Packet] = []
     basis: list[bytes] = []  # independent vectors among those seen, found by galois
 
