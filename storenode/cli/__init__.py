@@ -21,11 +21,12 @@ One module per group of sub-commands: :mod:`~storenode.cli.node` (``init``,
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Final
 
-from storenode.cli import bench, chain, content, localnet, node, publish, wallet
 from storenode.cli.amounts import (
     DECIMALS,
     MAX_UNITS,
@@ -58,7 +59,38 @@ __all__ = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+_GROUPS: Final = {
+    "node": ("init", "host", "ledger"),
+    "localnet": ("localnet",),
+    "wallet": ("wallet",),
+    "chain": ("chain", "registry", "contracts"),
+    "publish": ("publish",),
+    "content": ("fetch", "stream"),
+    "bench": ("demo", "bench"),
+}
+"""Each module of sub-commands (under ``storenode.cli``) and the commands it adds, in
+the order ``storenode --help`` lists them."""
+
+_GROUP_OF: Final = {command: group for group, commands in _GROUPS.items() for command in commands}
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names, if it names one before any option that needs
+    the whole parser (help, version, an unknown word)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--home":
+            next(words, None)
+        elif word in ("-v", "--verbose") or word.startswith("--home="):
+            continue
+        else:
+            return word if word in _GROUP_OF else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser: with ``command``, only the sub-commands of its module
+    (building them all costs every invocation ~8 ms), else every one."""
     from storenode import __version__
 
     home_help = "the node's home directory (default: $STORENODE_HOME, else ~/.storenode)"
@@ -84,13 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens (INFO)")
     p.add_argument("--home", default=None, metavar="DIR", help=home_help)
     sub = p.add_subparsers(dest="command", required=True)
-    node.add_commands(sub, parents)
-    localnet.add_commands(sub, parents)
-    wallet.add_commands(sub, parents)
-    chain.add_commands(sub, parents)
-    publish.add_commands(sub, parents)
-    content.add_commands(sub, parents)
-    bench.add_commands(sub)
+    groups = _GROUPS if command is None else (_GROUP_OF[command],)
+    for group in groups:
+        module = importlib.import_module(f"storenode.cli.{group}")
+        if group == "bench":
+            module.add_commands(sub)
+        else:
+            module.add_commands(sub, parents)
     return p
 
 
@@ -98,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from storenode.tuning import tune_allocator
 
     tune_allocator()
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     args.home = getattr(args, "home", None)
     args.json = getattr(args, "json", False)

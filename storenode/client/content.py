@@ -13,8 +13,7 @@ one a different answer for a user (and an HTTP status for the gateway).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class ContentError(Exception):
@@ -44,8 +43,7 @@ class ContentCorruptError(ContentError):
     from verified chunks only (gateway: 502)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ContentInfo:
+class ContentInfo(NamedTuple):
     cid: bytes
     name: str
     media_type: str

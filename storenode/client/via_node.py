@@ -25,9 +25,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from storenode.client.content import (
     ContentCorruptError,
@@ -65,8 +64,7 @@ class StartPastEndError(ContentError):
         self.length = length
 
 
-@dataclass(frozen=True, slots=True)
-class RunningNode:
+class RunningNode(NamedTuple):
     """The home's node as its ``node.json`` describes it."""
 
     pid: int
