@@ -1,6 +1,8 @@
 """The ``storenode`` command.
 
-Sub-commands import their modules lazily, so ``storenode --help`` stays fast.
+Sub-commands import what they need lazily, and the parser is built for the
+command named only (its module of sub-commands imported then; the whole
+parser for help or a word it does not know), so a command starts fast.
 Every command takes ``--home DIR`` (before or after its name; default
 ``$STORENODE_HOME``, else ``~/.storenode``); those that print take ``--json``
 (one JSON object on stdout) and otherwise print for a person (rich).
