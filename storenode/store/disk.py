@@ -35,10 +35,7 @@ from typing import Any
 from isal.isal_zlib import crc32
 
 from storenode.files import (
-    DirectReadUnsupportedError,
     NoWaitUnsupportedError,
-    drop_cache,
-    read_direct,
     read_if_cached,
     start_writeback,
     sync_dir,
@@ -48,17 +45,16 @@ from storenode.store.disk_layout import (
     CHUNKS_DIR,
     COUNT_KEY,
     FORMAT_VERSION,
-    LEN_END,
     LEN_PREFIX,
     PART_SUFFIX,
     RECORD,
-    RECORD_SIZES,
     U64,
     USED_KEY,
     V1_FORMAT_VERSION,
     V2_FORMAT_VERSION,
 )
 from storenode.store.disk_opening import Opening, remove
+from storenode.store.disk_scrub import Scrubbing
 from storenode.store.errors import (
     ChunkCorruptError,
     ChunkNotFoundError,
@@ -72,8 +68,6 @@ from storenode.store.errors import (
 from storenode.store.protocol import (
     CHUNK_ID_SIZE,
     ChunkBytes,
-    ScrubPart,
-    ScrubReport,
     check_capacity,
     check_fits,
     check_id,
@@ -84,7 +78,7 @@ from storenode.store.protocol import (
 log = logging.getLogger(__name__)
 
 
-class DiskChunkStore(Opening, ClosingDatabase):
+class DiskChunkStore(Opening, Scrubbing, ClosingDatabase):
     """Implements :class:`~storenode.store.protocol.ChunkStore` in a directory: an
     index in LevelDB, each chunk's bytes in a file of its own.
 
@@ -393,83 +387,6 @@ class DiskChunkStore(Opening, ClosingDatabase):
             with it:
                 for key in it:
                     yield self._id_of(key)
-
-    def scrub(self) -> ScrubReport:
-        self._check_open()
-        corrupt: list[bytes] = []
-        checked = total = 0
-        with self._guard(), self._db.snapshot() as snap:
-            used = self._u64(snap.get(USED_KEY), "the used-bytes counter")
-            count = self._u64(snap.get(COUNT_KEY), "the chunk counter")
-            with snap.iterator(prefix=LEN_PREFIX) as it:
-                for key, value in it:
-                    chunk_id = self._id_of(key)
-                    size, intact = self._verify(chunk_id, value)
-                    if not intact:
-                        corrupt.append(chunk_id)
-                    checked += 1
-                    total += max(size, 0)
-        ok = total == used and checked == count
-        return ScrubReport(checked, total, tuple(corrupt), accounting_ok=ok)
-
-    def scrub_part(self, after: bytes | None, max_bytes: int) -> ScrubPart:
-        self._check_open()
-        if after is not None:
-            check_id(after)
-        corrupt: list[bytes] = []
-        checked = total = 0
-        last: bytes | None = None
-        start = LEN_PREFIX if after is None else LEN_PREFIX + after
-        with self._guard(), self._db.snapshot() as snap:
-            it = snap.iterator(
-                start=start, stop=LEN_END, include_start=after is None, fill_cache=False
-            )
-            with it:
-                for key, value in it:
-                    if checked and total >= max_bytes:
-                        return ScrubPart(checked, total, tuple(corrupt), last)
-                    last = self._id_of(key)
-                    size, intact = self._verify(last, value, uncached=True)
-                    # A chunk deleted since the snapshot is not damage.
-                    if not intact and self._db.get(key) is not None:
-                        corrupt.append(last)
-                    checked += 1
-                    total += max(size, 0)
-        return ScrubPart(checked, total, tuple(corrupt), None)
-
-    def _verify(
-        self, chunk_id: bytes, record: bytes, *, uncached: bool = False
-    ) -> tuple[int, bool]:
-        """A held chunk's recorded size (-1 if its record is malformed) and whether its
-        file holds exactly its bytes: the full Merkle check, whatever the CRC says.
-        ``uncached``: read what the disk holds, not the page cache's copy, and leave
-        the cache as the readers had it (for the background scrub): with ``O_DIRECT``,
-        or where the file system cannot, by dropping the file's pages around the read
-        (which leaves a chunk readers had cached to be read from the disk again)."""
-        size = U64.unpack_from(record)[0] if len(record) in RECORD_SIZES else -1
-        path = self._file(chunk_id)
-        data: bytes | None = None
-        try:
-            if uncached and self._direct:
-                try:
-                    data = read_direct(path)
-                except DirectReadUnsupportedError:
-                    self._direct = False
-                    log.info(
-                        "The file system of %s cannot read past the page cache: the scrub "
-                        "drops each chunk's cached pages to read it from the disk",
-                        self._path,
-                    )
-            if data is None:
-                with open(path, "rb") as f:
-                    if uncached:
-                        drop_cache(f.fileno())
-                    data = f.read()
-                    if uncached:
-                        drop_cache(f.fileno())
-        except OSError:
-            data = None
-        return size, chunk_ok(chunk_id, data, size)
 
     def __repr__(self) -> str:
         return f"DiskChunkStore({self._path!r}, capacity={self._capacity})"

@@ -29,6 +29,7 @@ from storenode.store import (
     StoreUnrecognizedError,
     StoreVersionError,
     disk,
+    disk_scrub,
 )
 
 
@@ -528,7 +529,7 @@ def test_a_chunk_deleted_during_a_scrub_slice_is_not_reported_damaged(
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put_many(chunks)
         gone = chunks[1][0]
-        real = disk.chunk_ok
+        real = disk_scrub.chunk_ok
 
         def deleted_meanwhile(chunk_id: bytes, raw: bytes | None, size: int) -> bool:
             if chunk_id == gone and store.has(gone):
@@ -536,7 +537,7 @@ def test_a_chunk_deleted_during_a_scrub_slice_is_not_reported_damaged(
                 return False  # what the read of a file removed under it sees
             return real(chunk_id, raw, size)
 
-        monkeypatch.setattr(disk, "chunk_ok", deleted_meanwhile)
+        monkeypatch.setattr(disk_scrub, "chunk_ok", deleted_meanwhile)
         part = store.scrub_part(None, max_bytes=1 << 20)
         assert (part.checked, part.corrupt, part.last) == (3, (), None)
         assert not store.has(gone)
