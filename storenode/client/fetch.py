@@ -90,10 +90,10 @@ log = logging.getLogger(__name__)
 MANIFEST_CACHE: Final = 64
 """Works whose manifest (and registry and payment checks) a fetcher keeps."""
 PROVIDERS_TTL: Final = 60.0
+"""Seconds a work's provider list is reused before it is looked up again."""
 QUICK_PROVIDERS: Final = 8
 """Providers enough to start reading: more than a stripe's k, enough to spread a
 read's requests (see the module docstring)."""
-"""Seconds a work's provider list is reused before it is looked up again."""
 THREAD_BYTES: Final = 64 * 1024
 """Stripes (and shards) from this size are decoded and hashed in a worker thread."""
 BUY_TIMEOUT: Final = 60.0
