@@ -58,7 +58,7 @@ from typing import Final
 
 from storenode.client.read_state import Ask, FetchStats, HostState, Miss, Phase, StripeState
 from storenode.coding.kernel import Buffer, view
-from storenode.coding.rlnc import Packet, ProgressiveDecoder
+from storenode.coding.rlnc import Packet, ProgressiveDecoder, shard_rows
 from storenode.coding.rs import ReedSolomon
 
 DEFAULT_WINDOW: Final = 8
@@ -128,8 +128,7 @@ class FetchScheduler:
         self._prior_rate: float | None = None  # the median rate, until a rate changes
         self._recheck = True  # whether a stripe may have become blocked since the last check
         self._code = ReedSolomon(k, n)
-        generator = self._code.generator
-        self._rows = {generator[i].tobytes(): i for i in range(n)}
+        self._rows = shard_rows(k, n)
         self.add_hosts(hosts)
 
     # -- hosts ---------------------------------------------------------------------------

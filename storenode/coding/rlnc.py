@@ -175,7 +175,7 @@ class ProgressiveDecoder:
             return False
         if self._shards is not None:
             assert self._code is not None
-            index = _shard_rows(self._code.k, self._code.n).get(packet.coefficients)
+            index = shard_rows(self._code.k, self._code.n).get(packet.coefficients)
             if index is not None:
                 if index in self._shards:
                     return False
@@ -247,7 +247,8 @@ class ProgressiveDecoder:
 
 
 @lru_cache(maxsize=64)
-def _shard_rows(k: int, n: int) -> dict[bytes, int]:
-    """The generator row of each shard of the (k, n) code -> its index (read only)."""
+def shard_rows(k: int, n: int) -> dict[bytes, int]:
+    """The generator row of each shard of the (k, n) code -> its index: how a packet
+    shows which stored shard it is (one dict per code, shared: read only)."""
     generator = ReedSolomon(k, n).generator
     return {generator[i].tobytes(): i for i in range(n)}
