@@ -338,6 +338,7 @@ def ready_doc(node: HostNode) -> dict[str, object]:
         "public_key": node.identity.public_key.hex(),
         "wire": f"{config.public_host}:{node.port}",
         "http": http,
+        "socket": None if node.local_socket is None else str(node.local_socket.absolute()),
         "started": int(node.started),
     }
 

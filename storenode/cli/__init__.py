@@ -128,13 +128,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from storenode.tuning import tune_allocator
+_THIN: Final = frozenset({"fetch", "stream"})
+"""Commands that usually move no bytes themselves (their home's node does): they tune
+the allocator only if they end up reading from the hosts in their own process."""
 
-    tune_allocator()
+
+def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(_command_in(argv))
+    command = _command_in(argv)
+    if command not in _THIN:
+        from storenode.tuning import tune_allocator
+
+        tune_allocator()
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     args.home = getattr(args, "home", None)
     args.json = getattr(args, "json", False)

@@ -171,13 +171,14 @@ def exit_code(exc: Exception) -> int | None:
     """2 for bad input, 1 for a failure, None for a bug (re-raised)."""
     from storenode.client.content import ContentError
     from storenode.client.ledger import ClientError
+    from storenode.client.via_node import OutputWriteError
     from storenode.config import ConfigError
     from storenode.home import HomeError, KeyFileError, KeyFileExistsError
     from storenode.ledger import ChainStoreError, GenesisInvalidError
     from storenode.localnet import LocalnetError, LocalnetParamsError
     from storenode.node import NodeError
 
-    if isinstance(exc, KeyFileExistsError | OutputExistsError):
+    if isinstance(exc, KeyFileExistsError | OutputExistsError | OutputWriteError):
         return 1
     if isinstance(exc, ConfigError | KeyFileError | GenesisInvalidError | LocalnetParamsError):
         return 2

@@ -60,6 +60,7 @@ from storenode.files import start_writeback, sync_dir
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from storenode.client.content import ContentInfo
     from storenode.client.via_node import RunningNode
 
 WRITEBACK_BYTES: Final = 8 << 20
@@ -96,6 +97,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             return 0
     import trio
 
+    from storenode.tuning import tune_allocator
+
+    tune_allocator()
     doc = trio.run(_fetch, home_of(args), args.cid, path, show_bar, args.force)
     emit(args, doc, lambda console: _render(console, doc))
     return 0
@@ -137,28 +141,76 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool, force: bool)
 def _fetch_via_node(
     node: RunningNode, cid: bytes, path: Path, show_bar: bool, force: bool
 ) -> dict[str, Any]:
-    """``fetch`` through the home's running node: the same file, checked the same way."""
+    """``fetch`` through the home's running node: the same file, checked the same way.
+
+    The node writes the work straight into the file over its local socket when it
+    has one; a node that does not answer there streams it through its gateway."""
     import time
 
-    from storenode.client.via_node import open_work
+    from storenode.client.via_node import NodeNotReachedError
 
     partial = _partial(path)
     start = time.monotonic()
+    try:
+        with transfer_bar(show=show_bar, transient=True) as bar, open(partial, "wb") as out:
+            info, check = None, None
+            if node.socket is not None:
+                try:
+                    info = _node_writes(node, cid, out, bar)
+                    via = f"unix:{node.socket}"
+                except NodeNotReachedError as exc:
+                    log.info("Reading through the gateway instead: %s", exc)
+            if info is None:
+                info = _gateway_streams(node, cid, out, bar)
+                via = node.url
+            _sync(out)
+            if not info.registered:
+                check = _hash_file(partial)
+        _put_in_place(cid, check, partial, path, force)
+    finally:
+        partial.unlink(missing_ok=True)
+    return _fetched(cid, path, info.length, time.monotonic() - start, None, via)
+
+
+def _node_writes(node: RunningNode, cid: bytes, out: Any, bar: Any) -> ContentInfo:
+    """The node writes the work into ``out`` itself (its local socket)."""
+    from storenode.client.via_node import fetch_into
+
+    task = None
+    shown = 0
+
+    def progress(info: ContentInfo, written: int) -> None:
+        nonlocal task, shown
+        if task is None:
+            task = bar.add_task(info.name, total=info.length)
+        bar.advance(task, written - shown)
+        shown = written
+
+    return fetch_into(node, cid, out.fileno(), progress)
+
+
+def _gateway_streams(node: RunningNode, cid: bytes, out: Any, bar: Any) -> ContentInfo:
+    """The node streams the work over HTTP and this process writes it into ``out``."""
+    from storenode.client.via_node import open_work
+
     with open_work(node, cid) as reader:
         info = reader.info
-        check = None if info.registered else _keccak()
         buffer = memoryview(bytearray(PIECE_BYTES))
-        try:
-            with transfer_bar(show=show_bar, transient=True) as bar, open(partial, "wb") as out:
-                task = bar.add_task(info.name, total=info.length)
-                while got := reader.readinto(buffer):
-                    _write(out, buffer[:got], check)
-                    bar.advance(task, got)
-                _sync(out)
-            _put_in_place(cid, check, partial, path, force)
-        finally:
-            partial.unlink(missing_ok=True)
-    return _fetched(cid, path, info.length, time.monotonic() - start, None, node.url)
+        task = bar.add_task(info.name, total=info.length)
+        while got := reader.readinto(buffer):
+            _write(out, buffer[:got], None)
+            bar.advance(task, got)
+    return info
+
+
+def _hash_file(path: Path) -> Any:
+    """keccak256 of the file at ``path``, as a hash object (for ``_put_in_place``)."""
+    check = _keccak()
+    buffer = memoryview(bytearray(PIECE_BYTES))
+    with open(path, "rb") as f:
+        while got := f.readinto(buffer):
+            check.update(buffer[:got])
+    return check
 
 
 def _fetched(
@@ -216,17 +268,29 @@ def _put_in_place(cid: bytes, check: Any, partial: Path, path: Path, force: bool
 
 def _write(out: Any, piece: bytes | memoryview, check: Any) -> None:
     before = out.tell()
-    out.write(piece)
+    try:
+        out.write(piece)
+        if before // WRITEBACK_BYTES != out.tell() // WRITEBACK_BYTES:
+            out.flush()
+            start_writeback(out.fileno())
+    except OSError as exc:
+        raise _write_failed(out, exc) from None
     if check is not None:
         check.update(piece)
-    if before // WRITEBACK_BYTES != out.tell() // WRITEBACK_BYTES:
-        out.flush()
-        start_writeback(out.fileno())
 
 
 def _sync(out: Any) -> None:
-    out.flush()
-    os.fdatasync(out.fileno())
+    try:
+        out.flush()
+        os.fdatasync(out.fileno())
+    except OSError as exc:
+        raise _write_failed(out, exc) from None
+
+
+def _write_failed(out: Any, exc: OSError) -> Exception:
+    from storenode.client.via_node import OutputWriteError
+
+    return OutputWriteError(f"writing {out.name} failed: {exc.strerror}", errno=exc.errno or 0)
 
 
 def _render(console: Console, doc: dict[str, Any]) -> None:
@@ -257,6 +321,10 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     try:
         if args.standalone or not _stream_via_node(args):
             import trio
+
+            from storenode.tuning import tune_allocator
+
+            tune_allocator()
 
             trio.run(_stream, args, home_of(args))
     except BrokenPipeError:

@@ -95,6 +95,7 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
         self.book = book
         self.started = time.time()
         self.http_port: int | None = None
+        self.local_socket: Path | None = None
         """The HTTP API's port once it listens (None: not serving HTTP)."""
         self.content: ContentSource = _NoReader()
         """What the gateway reads works through (set with the HTTP API)."""
@@ -298,7 +299,21 @@ async def start_http(nursery: trio.Nursery, node: HostNode, *, fee: int) -> int:
     port: int = await nursery.start(serve_api, node, config.http_host, config.http_port)
     node.http_port = port
     node.ad_changed()
+    await _start_local_socket(nursery, node)
     return port
+
+
+async def _start_local_socket(nursery: trio.Nursery, node: HostNode) -> None:
+    """Serve the home's commands on ``<home>/node.sock`` (:mod:`storenode.api.local`),
+    so ``storenode fetch`` hands the node its file; without it they read through
+    the gateway, which is slower but the same."""
+    from storenode.api.local import LocalSocketError, serve_local
+    from storenode.client.local_protocol import SOCKET_NAME
+
+    try:
+        node.local_socket = await nursery.start(serve_local, node.content, node.home / SOCKET_NAME)
+    except LocalSocketError as exc:
+        log.warning("No local socket (commands read through the gateway instead): %s", exc)
 
 
 __all__ = ["AD_INTERVAL", "HostNode", "start_http"]

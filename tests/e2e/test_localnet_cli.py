@@ -63,6 +63,10 @@ def test_up_starts_every_node_status_shows_them_and_down_stops_them(tmp_path: Pa
             assert time.monotonic() < deadline, f"the chain did not grow: {status}"
             time.sleep(0.5)
         assert all(n["running"] for n in status["nodes"])
+        for node in summary["nodes"]:  # each node serves its home's commands on its socket
+            ready = json.loads((net / node["name"] / "node.json").read_text())
+            assert ready["socket"] == str((net / node["name"] / "node.sock").absolute())
+            assert (net / node["name"] / "node.sock").is_socket()
         assert {n["name"]: n["role"] for n in status["nodes"]} == {
             "validator-1": "validator",
             "node-1": "host",
@@ -75,6 +79,7 @@ def test_up_starts_every_node_status_shows_them_and_down_stops_them(tmp_path: Pa
     for node in summary["nodes"]:
         assert not is_running(node["pid"], net / node["name"])
         assert not (net / node["name"] / "node.json").exists()  # a clean exit removes it
+        assert not (net / node["name"] / "node.sock").exists()
     again = cli("localnet", "down", "--dir", str(net))
     assert again == {"stopped": [], "killed": [], "not_running": stopped["stopped"]}
     after = cli("localnet", "status", "--dir", str(net))

@@ -39,6 +39,22 @@ def test_a_live_node_with_an_http_address_is_found(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("said", "taken"),
+    [
+        ("/home/u/.storenode/node.sock", "/home/u/.storenode/node.sock"),
+        ("node.sock", None),  # relative to what? not believed
+        (7, None),
+        (None, None),
+    ],
+)
+def test_the_nodes_local_socket_is_taken_only_as_an_absolute_path(
+    tmp_path: Path, said: object, taken: str | None
+) -> None:
+    _ready(tmp_path, pid=os.getpid(), http="127.0.0.1:8181", socket=said)
+    assert running_node(tmp_path) == RunningNode(os.getpid(), "127.0.0.1", 8181, taken)
+
+
+@pytest.mark.parametrize(
     ("listen", "asked", "url"),
     [
         ("0.0.0.0:80", "127.0.0.1", "http://127.0.0.1:80"),
