@@ -256,7 +256,7 @@ class StripeRead:
 
     async def _decode(self, st: StripeState) -> None:
         s = st.index
-        sha = self.m.stripes[s].sha256
+        sha = self.m.stripes[s].digest
         size = self.m.stripe_size
         if st.phase is Phase.DECODING:
             data = await self.fetcher.in_thread(size, decode_packets, st.decoder, sha)

@@ -1,10 +1,10 @@
 """Turning what hosts sent into a stripe, and checking it (pure, synchronous).
 
 The fetch shell runs these in a worker thread: each touches a whole stripe
-(a Merkle root, a SHA-256, a matrix product), a millisecond or more per MiB.
+(a Merkle root, a stripe hash, a matrix product), a millisecond or more per MiB.
 
 * :func:`decode_packets` — the stripe from a complete progressive decoder,
-  if it hashes to the manifest's SHA-256.
+  if it hashes to the manifest's stripe hash.
 * :func:`rebuild_from_shards` — the stripe from k verified shards.
 * :func:`inconsistent_senders` — given the true stripe, the hosts whose
   packets are not the combination their coefficients claim.
@@ -13,7 +13,6 @@ The fetch shell runs these in a worker thread: each touches a whole stripe
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -22,28 +21,30 @@ from storenode.coding.kernel import Buffer, as_rows, gf_matmul, view
 from storenode.coding.merkle import merkle_root
 from storenode.coding.rlnc import Packet, ProgressiveDecoder
 from storenode.coding.rs import ReedSolomon
+from storenode.publish.stripes import stripe_hasher
 
 
-def _joined_if(blocks: Sequence[memoryview], sha256: bytes) -> bytes | None:
-    h = hashlib.sha256()
+def _joined_if(blocks: Sequence[memoryview], digest: bytes) -> bytes | None:
+    h = stripe_hasher()
     for block in blocks:
         h.update(block)
-    return b"".join(blocks) if h.digest() == sha256 else None
+    return b"".join(blocks) if h.digest() == digest else None
 
 
-def decode_packets(decoder: ProgressiveDecoder, sha256: bytes) -> bytes | None:
-    """The stripe the decoder's k packets give, or None if it does not hash to ``sha256``."""
-    return _joined_if(decoder.blocks(), sha256)
+def decode_packets(decoder: ProgressiveDecoder, digest: bytes) -> bytes | None:
+    """The stripe the decoder's k packets give, or None if it does not hash to ``digest``
+    (the manifest's stripe hash)."""
+    return _joined_if(decoder.blocks(), digest)
 
 
 def rebuild_from_shards(
-    code: ReedSolomon, shards: Mapping[int, Buffer], sha256: bytes
+    code: ReedSolomon, shards: Mapping[int, Buffer], digest: bytes
 ) -> tuple[bytes, list[memoryview]] | None:
     """The stripe, and its k blocks, from k or more verified shards (by shard index);
-    None if it does not hash to ``sha256`` (the manifest contradicts its chunk ids)."""
+    None if it does not hash to ``digest`` (the manifest contradicts its chunk ids)."""
     use = sorted(shards)[: code.k]
     blocks = code.decode(use, [shards[i] for i in use])
-    data = _joined_if(blocks, sha256)
+    data = _joined_if(blocks, digest)
     return None if data is None else (data, blocks)
 
 

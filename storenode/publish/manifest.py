@@ -3,13 +3,13 @@
 A manifest is one msgpack array (spec: docs/specs/manifest.md)::
 
     [version, cid, name, media_type, length, k, n, stripe_size,
-     [[[chunk_id × n], stripe_sha256] × stripes], publisher, created, signature]
+     [[[chunk_id × n], stripe_hash] × stripes], publisher, created, signature]
 
 * ``cid`` is keccak256 of the work's bytes (the key of the registry and of the
   manifest in the DHT); ``length`` is the work's true length in bytes.
 * Each stripe is Reed–Solomon coded into n shards; a shard's chunk id is the
-  Merkle root over its 1 KiB segments; ``stripe_sha256`` is SHA-256 of the
-  stripe as coded (the last one with its zero padding).
+  Merkle root over its 1 KiB segments; ``stripe_hash`` is BLAKE3-256 of the
+  stripe as coded (the last one with its zero padding; version 1 had SHA-256).
 * ``signature`` is the publisher's Ed25519 signature, in domain
   :data:`MANIFEST_DOMAIN`, of the canonical encoding of every field before it
   (:func:`manifest_payload`).
@@ -24,7 +24,6 @@ signature. Every failure is a :class:`ManifestError`. Pure and synchronous.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Final, TypeVar
 
@@ -47,11 +46,12 @@ from storenode.publish.stripes import (
     check_stripe_size,
     cut_stripes,
     stripe_count,
+    stripe_hash,
 )
 from storenode.wire.messages import U64, Hash32, PublicKey, Signature
 
-MANIFEST_VERSION: Final = 1
-MANIFEST_DOMAIN: Final = b"storenode/manifest/1"
+MANIFEST_VERSION: Final = 2
+MANIFEST_DOMAIN: Final = b"storenode/manifest/2"
 """The signing domain of manifests (its last part is the format version)."""
 
 MAX_N: Final = 255
@@ -105,10 +105,11 @@ class ManifestParamsError(ManifestError, ValueError):
 
 
 class StripeEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
-    """One stripe: its n chunk ids in shard order, and the SHA-256 of the stripe as coded."""
+    """One stripe: its n chunk ids in shard order, and the hash of the stripe as coded
+    (BLAKE3-256, :func:`~storenode.publish.stripes.stripe_hash`)."""
 
     chunk_ids: ChunkIds
-    sha256: Hash32
+    digest: Hash32
 
 
 class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
@@ -256,7 +257,7 @@ def encode_stripes(
     for stripe in cut_stripes(data, stripe_size, k):
         shards = rs.encode_stripe(stripe)
         ids = tuple(merkle_root(shard) for shard in shards)
-        yield StripeEntry(ids, hashlib.sha256(stripe).digest()), shards
+        yield StripeEntry(ids, stripe_hash(stripe)), shards
 
 
 def build_manifest(

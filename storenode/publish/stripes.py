@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Final
 
+import blake3
+
 from storenode.coding.merkle import SEGMENT_SIZE
 
 Buffer = bytes | bytearray | memoryview
@@ -83,6 +85,19 @@ def padded_size(length: int, stripe_size: int, k: int, index: int) -> int:
     if not 0 <= index < count:
         raise StripeSizeError(f"stripe {index} is outside 0..{count - 1}")
     return stripe_size
+
+
+def stripe_hasher() -> blake3.blake3:
+    """A new hash of a stripe as coded, fed with ``update``: BLAKE3 with its 32-byte
+    digest, the manifest's stripe hash (version 2; decision 0015). Every reader hashes
+    every stripe it serves, and BLAKE3's SIMD tree hashes a MiB here in ~160 µs
+    against SHA-256's ~580 (SHA-NI)."""
+    return blake3.blake3()
+
+
+def stripe_hash(stripe: Buffer) -> bytes:
+    """The manifest's hash of ``stripe`` (see :func:`stripe_hasher`)."""
+    return blake3.blake3(stripe).digest()
 
 
 def cut_stripes(data: Buffer, stripe_size: int, k: int) -> Iterator[memoryview | bytes]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import blake3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -58,7 +58,7 @@ class Work:
         return shard_packet(self.code, i, self.shard(stripe, i))
 
     def sha(self, stripe: int) -> bytes:
-        return hashlib.sha256(self.stripes[stripe]).digest()
+        return blake3.blake3(self.stripes[stripe]).digest()
 
     def chunk_id(self, stripe: int, i: int) -> bytes:
         return merkle_root(self.shard(stripe, i))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 
+import blake3
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -61,7 +61,7 @@ def test_a_built_manifest_describes_the_work_and_verifies() -> None:
     m = MANIFEST
 
     verify_manifest(m, cid=keccak256(DATA))
-    assert (m.version, m.name, m.media_type, m.length) == (1, "track.wav", "audio/wav", 10_000)
+    assert (m.version, m.name, m.media_type, m.length) == (2, "track.wav", "audio/wav", 10_000)
     assert (m.k, m.n, m.stripe_size, m.created) == (4, 6, 4096, CREATED)
     assert m.cid == keccak256(DATA)
     assert m.publisher == PUBLISHER.public_key
@@ -75,7 +75,7 @@ def test_chunk_ids_are_merkle_roots_of_the_shards_and_decode_back_to_the_work() 
     for entry, shards in zip(MANIFEST.stripes, SHARDS, strict=True):
         assert entry.chunk_ids == tuple(merkle_root(s) for s in shards)
         stripe = rs.decode_stripe([5, 1, 4, 2], [shards[i] for i in (5, 1, 4, 2)])
-        assert hashlib.sha256(stripe).digest() == entry.sha256
+        assert blake3.blake3(stripe).digest() == entry.digest  # version 2's stripe hash
         stripes.append(stripe)
 
     assert join_stripes(stripes, MANIFEST.length) == DATA
@@ -138,11 +138,13 @@ def test_a_non_canonical_encoding_of_a_valid_manifest_is_refused() -> None:
         decode_manifest(longer)
 
 
-def test_a_later_format_version_is_reported_as_such() -> None:
-    future = msgspec.msgpack.encode([2, "a shape this node does not know"])
+@pytest.mark.parametrize("version", [1, 3])
+def test_another_format_version_is_reported_as_such(version: int) -> None:
+    # 1 had SHA-256 stripe hashes; 3 is one this node does not know yet
+    other = msgspec.msgpack.encode([version, "a shape this node does not read"])
 
-    with pytest.raises(ManifestVersionError, match="version 2"):
-        decode_manifest(future)
+    with pytest.raises(ManifestVersionError, match=f"version {version}; this node reads version 2"):
+        decode_manifest(other)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +230,7 @@ def test_a_stripe_count_that_disagrees_with_the_length_is_refused() -> None:
 
 def test_a_stripe_listing_other_than_n_chunks_is_refused() -> None:
     entry = MANIFEST.stripes[1]
-    bad = StripeEntry(entry.chunk_ids[:-1], entry.sha256)
+    bad = StripeEntry(entry.chunk_ids[:-1], entry.digest)
     stripes = (MANIFEST.stripes[0], bad, MANIFEST.stripes[2])
     m = _resign(msgspec.structs.replace(MANIFEST, stripes=stripes))
 
@@ -241,7 +243,7 @@ def test_a_stripe_listing_other_than_n_chunks_is_refused() -> None:
     [
         ({"k": 7}, "k=7 n=6"),
         ({"stripe_size": 4097}, "does not split"),
-        ({"version": 2}, "version 2"),
+        ({"version": 3}, "version 3"),
     ],
 )
 def test_inconsistent_coding_parameters_are_refused(fields: dict[str, int], message: str) -> None:
