@@ -42,7 +42,7 @@ from storenode.groups import single
 from storenode.home import Home, open_home
 from storenode.homedir import READY_FILE
 from storenode.host.book import BookError, HostBook
-from storenode.host.daemon import AD_INTERVAL, HostNode, start_http
+from storenode.host.daemon import AD_INTERVAL, HostNode, start_http, start_repair
 from storenode.host.prover import view_of
 from storenode.identity import Identity, address_hex
 from storenode.ledger import AppliedBlock, Chain, Genesis, load_genesis
@@ -317,11 +317,14 @@ async def _start_host(
         ad_interval=ad_interval,
     )
     await node.start()
+    fee = int(base.chain.genesis.params.min_fee)
+    if node.store is not None and config.repair:
+        start_repair(nursery, node, fee=fee)
     if config.http_enabled:
         from storenode.api import HttpBindError
 
         try:
-            await start_http(nursery, node, fee=int(base.chain.genesis.params.min_fee))
+            await start_http(nursery, node, fee=fee)
         except HttpBindError as exc:
             raise HttpListenFailedError(str(exc)) from None
     return node

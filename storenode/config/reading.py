@@ -86,7 +86,8 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
     wire = reader.section("wire", ("host", "port", "advertise", "peers"))
     ledger = reader.section("ledger", ("genesis_file",))
     host = reader.section(
-        "host", ("enabled", "capacity", "price", "collateral_bps", "max_windows", "scrub_rate")
+        "host",
+        ("enabled", "capacity", "price", "collateral_bps", "max_windows", "scrub_rate", "repair"),
     )
     http = reader.section("http", ("enabled", "host", "port"))
     client = reader.section("client", ("node", "spending_cap"))
@@ -119,6 +120,7 @@ def parse_config(text: str, *, source: str = "config.toml") -> Config:
         collateral_bps=host.integer("collateral_bps", 0, 10_000, default.collateral_bps),
         max_windows=host.integer("max_windows", 1, 2**32 - 1, default.max_windows),
         scrub_rate=host.size("scrub_rate", default.scrub_rate),
+        repair=host.boolean("repair", default.repair),
         http_enabled=http.boolean("enabled", default.http_enabled),
         http_host=http.host("host", default.http_host),
         http_port=http.integer("port", 1, 65535, default.http_port),

@@ -112,6 +112,9 @@ class Config:
     scrub_rate: int = 1024 * 1024
     """Bytes of chunks per second the host re-reads and checks in the background
     (0: never): 1 MiB/s goes over ~84 GiB a day, for ~1.5 ms of CPU a second."""
+    repair: bool = True
+    """Whether the host rebuilds a chunk the scrub found damaged from the other
+    hosts of its stripe (reading the stripe as any reader would, paying nothing)."""
 
     http_enabled: bool = True
     http_host: str = "127.0.0.1"

@@ -60,6 +60,9 @@ max_windows = {max_windows}
 # background, to find what its disk damaged before a challenge does
 # ("1 MiB": ~84 GiB a day; 0: never).
 scrub_rate = {scrub_rate}
+# Rebuild a chunk the scrub found damaged from the other hosts of its stripe
+# (a priced work only if this node holds a receipt for it).
+repair = {repair}
 
 [http]
 # The HTTP API and gateway: GET /content/<cid> (with Range) streams a work.
@@ -152,6 +155,7 @@ def render_config(config: Config) -> str:
         collateral_bps=config.collateral_bps,
         max_windows=config.max_windows,
         scrub_rate=toml_string(format_size(config.scrub_rate)),
+        repair=str(config.repair).lower(),
         http_enabled=str(config.http_enabled).lower(),
         http_host=toml_string(config.http_host),
         http_port=config.http_port,

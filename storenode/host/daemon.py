@@ -52,6 +52,7 @@ from storenode.host.handlers import ContractHandlers
 from storenode.host.messages import ChunkPut
 from storenode.host.policy import ContractUploadPolicy, ReceiptReadPolicy
 from storenode.host.prover import Prover, TipView, short
+from storenode.host.repair import Repairer, Slot
 from storenode.host.scrubber import Scrubber
 from storenode.identity import Identity, address_hex
 from storenode.ledger import Chain
@@ -95,8 +96,9 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
         self.book = book
         self.started = time.time()
         self.http_port: int | None = None
-        self.local_socket: Path | None = None
         """The HTTP API's port once it listens (None: not serving HTTP)."""
+        self.local_socket: Path | None = None
+        """The home's local socket once it listens (docs/specs/local-socket.md)."""
         self.content: ContentSource = _NoReader()
         """What the gateway reads works through (set with the HTTP API)."""
         self.maintenance_interval = maintenance_interval
@@ -114,6 +116,8 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
         self.chunks: ChunkService | None = None
         self.prover: Prover | None = None
         self.scrubber: Scrubber | None = None
+        self.repairer: Repairer | None = None
+        """Rebuilds damaged chunks once :func:`start_repair` started it."""
         if store is not None and book is not None:
             self.chunks = ChunkService(
                 store,
@@ -123,7 +127,9 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
                 on_stored=self._on_stored,
             )
             self.prover = Prover(ledger, store, identity, peers=config.peers)
-            self.scrubber = Scrubber(store, config.scrub_rate, works_of=self._works_of)
+            self.scrubber = Scrubber(
+                store, config.scrub_rate, works_of=self._works_of, on_damaged=self._on_damaged
+            )
         ledger.on_applied(self._on_applied)
 
     # -- reading -------------------------------------------------------------------------
@@ -171,6 +177,8 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
             "free": self.free,
             "chunks": store.chunk_count if store is not None else 0,
             "damaged": len(self.scrubber.damaged) if self.scrubber is not None else 0,
+            "repaired": self.repairer.repaired if self.repairer is not None else 0,
+            "repair_waiting": self.repairer.waiting if self.repairer is not None else 0,
             "contracts": counts,
             "windows": {"proven": t.windows_proven, "missed": t.windows_missed},
             "earned": str(int(t.earned)),
@@ -234,6 +242,14 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
 
     # -- chunks ----------------------------------------------------------------------------
 
+    def _on_damaged(self, chunk_id: bytes) -> None:
+        if self.repairer is not None:
+            self.repairer.request(chunk_id)
+
+    def _slots_of(self, chunk_id: bytes) -> list[Slot]:
+        assert self.book is not None
+        return [Slot(c.cid, stripe, shard) for c, stripe, shard in self.book.slots(chunk_id)]
+
     def _works_of(self, chunk_id: bytes) -> str:
         """The works a chunk belongs to, for a log line."""
         if self.chunks is None:
@@ -272,6 +288,40 @@ class _NoReader:
         yield b""  # pragma: no cover - makes this an async generator
 
 
+def _reader(nursery: trio.Nursery, node: HostNode, *, fee: int, spending_cap: int) -> Any:
+    """A :class:`~storenode.client.fetch.Fetcher` that reads works as this node, over its
+    own wire and DHT, asking its own ledger over the wire as any client would."""
+    from storenode.client.fetch import Fetcher
+    from storenode.client.ledger import LedgerClient
+
+    config = node.config
+    own = PeerSpec(node.identity.public_key, config.public_host or "127.0.0.1", node.port)
+    ledger = LedgerClient(node.rpc, own, timeout=10.0, hint="the node's own ledger")
+    return Fetcher(
+        node.rpc,
+        node.dht,
+        node.identity,
+        nursery=nursery,
+        ledger=ledger,
+        spending_cap=spending_cap,
+        fee=fee,
+    )
+
+
+def start_repair(nursery: trio.Nursery, node: HostNode, *, fee: int) -> None:
+    """Have ``node`` rebuild the chunks its scrub finds damaged (:mod:`storenode.host.repair`),
+    reading their stripes with a fetcher of its own that pays for nothing."""
+    assert node.store is not None and node.book is not None and node.scrubber is not None
+    node.repairer = Repairer(
+        node.store,
+        _reader(nursery, node, fee=fee, spending_cap=0),
+        slots_of=node._slots_of,
+        manifest_of=node.book.manifest,
+        on_repaired=node.scrubber.healed,
+    )
+    nursery.start_soon(node.repairer.run)
+
+
 async def start_http(nursery: trio.Nursery, node: HostNode, *, fee: int) -> int:
     """Start the HTTP API and gateway for ``node``; the port it listens on.
 
@@ -281,21 +331,9 @@ async def start_http(nursery: trio.Nursery, node: HostNode, *, fee: int) -> int:
     priced work from the node's wallet up to ``[client] spending_cap``. Raises
     :class:`storenode.api.HttpBindError` if the HTTP address cannot be bound."""
     from storenode.api import serve_api
-    from storenode.client.fetch import Fetcher
-    from storenode.client.ledger import LedgerClient
 
     config = node.config
-    own = PeerSpec(node.identity.public_key, config.public_host or "127.0.0.1", node.port)
-    ledger = LedgerClient(node.rpc, own, timeout=10.0, hint="the node's own ledger")
-    node.content = Fetcher(
-        node.rpc,
-        node.dht,
-        node.identity,
-        nursery=nursery,
-        ledger=ledger,
-        spending_cap=config.spending_cap,
-        fee=fee,
-    )
+    node.content = _reader(nursery, node, fee=fee, spending_cap=config.spending_cap)
     port: int = await nursery.start(serve_api, node, config.http_host, config.http_port)
     node.http_port = port
     node.ad_changed()
@@ -316,4 +354,4 @@ async def _start_local_socket(nursery: trio.Nursery, node: HostNode) -> None:
         log.warning("No local socket (commands read through the gateway instead): %s", exc)
 
 
-__all__ = ["AD_INTERVAL", "HostNode", "start_http"]
+__all__ = ["AD_INTERVAL", "HostNode", "start_http", "start_repair"]

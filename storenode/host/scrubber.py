@@ -8,10 +8,13 @@ chunks per second against their ids (the full Merkle check, not the CRC), in
 id order, reading past the page cache, and starts over once it has checked
 every chunk: a pass takes the store's size over the rate, ~3 hours for 10 GiB
 at the default 1 MiB/s, ~12 days for 1 TB. It reads at most half the time, so
-a busy disk slows it. It deletes and repairs nothing: it logs each damaged
-chunk once, with the works it belongs to, and keeps the set of damaged chunks
-for ``/api/status``. A chunk found damaged in one pass and intact in the next
-(deleted and stored again) leaves the set at the end of that pass.
+a busy disk slows it. It deletes nothing: it logs each damaged chunk once,
+with the works it belongs to, keeps the set of damaged chunks for
+``/api/status``, and hands every damaged chunk it finds, in each pass, to
+``on_damaged`` (the node's :class:`~storenode.host.repair.Repairer`). A chunk
+repaired leaves the set at once (:meth:`Scrubber.healed`); one found damaged in
+one pass and intact in the next (deleted and stored again) leaves it at the end
+of that pass.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Scrubber:
     """Checks ``store`` at ``rate`` bytes per second, forever (see the module docstring).
 
     ``works_of(chunk_id)`` names the works a chunk belongs to, for the log;
+    ``on_damaged(chunk_id)`` is told of each damaged chunk each pass finds;
     ``in_thread`` runs a slice's check (a worker thread; tests run it inline,
     so that trio's mock clock sees only the scrub's own sleeps)."""
 
@@ -51,6 +55,7 @@ class Scrubber:
         rate: int,
         *,
         works_of: Callable[[bytes], str] = lambda chunk_id: "",
+        on_damaged: Callable[[bytes], None] = lambda chunk_id: None,
         slice_seconds: float = SLICE_SECONDS,
         in_thread: Callable[
             [Callable[[bytes | None, int], ScrubPart], bytes | None, int], Awaitable[ScrubPart]
@@ -59,6 +64,7 @@ class Scrubber:
         self.store = store
         self.rate = rate
         self.works_of = works_of
+        self.on_damaged = on_damaged
         self.slice_seconds = slice_seconds
         self.in_thread = in_thread
         self.damaged: set[bytes] = set()
@@ -105,16 +111,22 @@ class Scrubber:
     def _found(self, part: ScrubPart) -> None:
         for chunk_id in part.corrupt:
             self._this_pass.add(chunk_id)
+            self.on_damaged(chunk_id)
             if chunk_id in self.damaged:
                 continue
             self.damaged.add(chunk_id)
             works = self.works_of(chunk_id)
             log.warning(
                 "chunk %s… is damaged on disk (found by the background scrub)%s: it is not "
-                "served, and its challenges will be missed; check the disk",
+                "served, and its challenges will be missed until it is repaired; check the disk",
                 chunk_id.hex()[:16],
                 f", of work {works}" if works else "",
             )
+
+    def healed(self, chunk_id: bytes) -> None:
+        """``chunk_id`` is intact again (repaired): it leaves the damaged set now."""
+        self.damaged.discard(chunk_id)
+        self._this_pass.discard(chunk_id)
 
     def _pass_done(self) -> None:
         self.passes += 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -348,19 +349,32 @@ def test_a_priced_work_is_refused_without_a_receipt_and_served_with_one(
     assert Decimal(balance["balance"]) <= 10 - 2  # it bought the work
 
 
-def test_a_host_with_damaged_chunks_is_caught_by_readers_and_by_its_proofs(
+def _set_repair(home: Path, on: bool) -> None:
+    """Turn the host's repair on or off, and scrub fast while it is on (so the
+    damage is found in seconds, not in a pass at the default 1 MiB/s)."""
+    config = home / "config.toml"
+    text = config.read_text()
+    was = f"repair = {str(not on).lower()}"
+    assert was in text
+    text = text.replace(was, f"repair = {str(on).lower()}")
+    text = re.sub(r"(?m)^scrub_rate = .*$", f'scrub_rate = "{64 if on else 1} MiB"', text)
+    config.write_text(text)
+
+
+def test_a_host_with_damaged_chunks_is_caught_by_readers_and_by_its_proofs_then_repairs(
     net: Net, tmp_path: Path
 ) -> None:
     victim = "node-1"
     net.stop(victim)
     chunks_dir = open_home(net.host_home(victim)).config.chunks_dir
-    damaged = 0
+    intact: dict[Path, bytes] = {}
     for chunk in (chunks_dir / CHUNKS_DIR).glob("*/*"):  # docs/specs/chunk-store.md
-        flipped = bytearray(chunk.read_bytes())
+        intact[chunk] = chunk.read_bytes()
+        flipped = bytearray(intact[chunk])
         flipped[len(flipped) // 2] ^= 0xFF
         chunk.write_bytes(flipped)
-        damaged += 1
-    assert damaged > 0
+    assert intact
+    _set_repair(net.host_home(victim), False)  # first: what readers and proofs see
     net.start(victim)
     settled = net.height() + SETTLED
 
@@ -374,3 +388,28 @@ def test_a_host_with_damaged_chunks_is_caught_by_readers_and_by_its_proofs(
     proven, missed = net.windows(victim)
     eventually(lambda: net.windows(victim)[1] > missed, f"{victim} misses its windows")
     assert net.windows(victim)[0] == proven
+
+    # then with repair on (the default): the scrub finds the damage, the host
+    # rebuilds each chunk from the other hosts of its stripe and proves again
+    net.stop(victim)
+    _set_repair(net.host_home(victim), True)
+    net.start(victim)
+    http = net.record.node(victim).http
+    assert http is not None
+
+    def settled_repair() -> bool:
+        # every damaged chunk found, and each either rebuilt byte-exact or waiting
+        # after a failed repair (a priced work's: repair pays for no receipt)
+        status = fetch_status(http)
+        rebuilt = sum(path.read_bytes() == data for path, data in intact.items())
+        waiting = status["repair_waiting"]
+        return (
+            rebuilt == status["repaired"]
+            and rebuilt + waiting == len(intact)
+            and status["damaged"] == waiting
+        )
+
+    eventually(settled_repair, f"{victim} found and rebuilt its {len(intact)} chunks", 90)
+    assert fetch_status(http)["repaired"] > len(intact) // 2
+    proven = net.windows(victim)[0]
+    eventually(lambda: net.windows(victim)[0] > proven, f"{victim} proves again")

@@ -615,3 +615,46 @@ async def test_a_chunk_the_disk_damaged_is_found_by_the_background_scrub(
             await eventually(lambda: a.status()["damaged"] == 1, "the scrub found it")
             said = f"chunk {name[:16]}… is damaged on disk (found by the background scrub)"
             assert said in caplog.text and work.cid.hex()[:8] in caplog.text
+
+
+async def test_a_damaged_chunk_is_rebuilt_from_the_other_hosts_once_enough_of_them_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="storenode.host.daemon")
+    monkeypatch.setattr("storenode.host.repair.RETRY_AFTER", 0.5)  # not 5 minutes
+    with trio.fail_after(3 * WAIT):
+        async with network(tmp_path) as net:
+            net.home("host-a", account(1), scrub_rate=1 << 20)
+            a = await net.start("host-a")
+            work = make_work()
+            others: list[HostNode] = []
+            for shard in range(3):  # k=2: a's shard 0 and two more of stripe 0
+                host = a
+                if shard > 0:
+                    name = f"host-{'abc'[shard]}"
+                    net.home(name, account(1 + shard), peers=["host-a"], scrub_rate=0)
+                    host = await net.start(name)
+                    others.append(host)
+                refs = work.refs([(0, shard)])
+                await net.client.request(addr(host), proposal(work, net.terms(host, refs), refs))
+                assert await net.client.request(addr(host), work.put(refs[0])) == Stored(
+                    refs[0].chunk_id
+                )
+                await net.client.request(addr(host), ManifestPut(work.raw))
+            for host in others:  # a finds the others as providers of the work
+                await find(a, providers_key(work.cid), host.identity.public_key)
+            await net.stop("host-c")  # one other shard left: fewer than k
+
+            name = work.manifest.stripes[0].chunk_ids[0].hex()
+            path = a.config.chunks_dir / "chunks" / name[:2] / name  # docs/specs/chunk-store.md
+            intact = path.read_bytes()
+            path.write_bytes(bytes(b ^ 0x5A for b in intact))
+            await eventually(lambda: a.repairer is not None and a.repairer.failed > 0, "a try")
+            assert a.status()["damaged"] == 1
+            assert f"could not repair chunk {name[:16]}…" in caplog.text
+
+            await net.start("host-c")  # two intact shards again: the next pass rebuilds it
+            await eventually(lambda: a.status()["repaired"] == 1, "the repair", 2 * WAIT)
+            assert a.status()["damaged"] == 0
+            assert path.read_bytes() == intact
+            assert f"repaired chunk {name[:16]}… (shard 0 of stripe 0" in caplog.text

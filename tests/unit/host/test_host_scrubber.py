@@ -96,6 +96,31 @@ async def test_a_chunk_stored_again_intact_leaves_the_damaged_set_after_a_pass(
     assert "1 chunk(s) found damaged before are intact now" in caplog.text
 
 
+async def test_each_pass_hands_every_damaged_chunk_to_repair_and_a_healed_one_leaves_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    chunks = [chunk(n) for n in range(4)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many(chunks)
+        bad = [chunks[1][0], chunks[2][0]]
+        for cid in bad:
+            damage(tmp_path / "s", cid)
+        handed: list[bytes] = []
+        scrubber = scrubber_of(store, 1 << 20, on_damaged=handed.append)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(scrubber.run)
+            await passes(scrubber, 2)
+            assert sorted(handed) == sorted(bad * 2)  # logged once, handed over every pass
+            store.put(*chunks[1])  # repaired: the bytes put again replace the damaged copy
+            scrubber.healed(chunks[1][0])
+            assert scrubber.damaged == {chunks[2][0]}  # at once, not a pass later
+            handed.clear()
+            await passes(scrubber, scrubber.passes + 2)
+            assert set(handed) == {chunks[2][0]}
+            assert scrubber.damaged == {chunks[2][0]}
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_rate_of_zero_scrubs_nothing(tmp_path: Path) -> None:
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(*chunk(1))
