@@ -122,6 +122,8 @@ async def _serve_one(content: ContentSource, conn: trio.socket.SocketType) -> No
             await _fetch_into(content, conn, data, fds)
         except OSError:
             pass  # the command went away: nothing is left to tell it
+        except Exception:  # a bug in one read must not take the node's socket down
+            logger.exception("A local fetch failed; the command is told the node stopped")
         finally:
             for fd in fds:
                 os.close(fd)

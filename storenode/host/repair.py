@@ -108,6 +108,10 @@ class Repairer:
         async for chunk_id in self._receive:
             try:
                 await self.repair(chunk_id)
+            except Exception:  # a bug in one repair must not take the node down
+                self.failed += 1
+                self._not_before[chunk_id] = trio.current_time() + RETRY_AFTER
+                log.exception("repairing chunk %s… failed", chunk_id.hex()[:16])
             finally:
                 self._queued.discard(chunk_id)
 

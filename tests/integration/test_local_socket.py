@@ -201,6 +201,29 @@ async def test_a_file_the_node_cannot_write_is_an_output_error_not_the_works(
         os.close(fd)
 
 
+class _Broken(MemoryContentSource):
+    """A source whose read fails with what no source should raise (a bug)."""
+
+    async def _pieces(self, cid: bytes, data: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+        yield data[start : start + PIECE]
+        raise RuntimeError("a bug in the reader")
+
+
+async def test_a_bug_in_one_read_is_logged_and_the_node_serves_on(
+    short_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = _Broken(piece=PIECE)
+    cid = source.add("a.wav", "audio/wav", SONG)
+    with trio.fail_after(TIMEOUT):
+        async with local_node(source, short_dir) as running:
+            with pytest.raises(ContentUnavailableError, match="it closed the socket"):
+                await _in_thread(_fetch, running, cid, tmp_path / "a")
+            with pytest.raises(ContentUnavailableError, match="it closed the socket"):
+                await _in_thread(_fetch, running, cid, tmp_path / "b")  # still answering
+    assert "A local fetch failed" in caplog.text
+    assert "a bug in the reader" in caplog.text
+
+
 # -- what the node refuses ----------------------------------------------------------------
 
 

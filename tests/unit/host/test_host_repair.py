@@ -191,3 +191,31 @@ async def test_a_chunk_that_could_not_be_rebuilt_is_not_tried_again_too_soon(
     repairer.slots_of = lambda c: []  # its contract ended: it is let go
     assert not await repairer.repair(chunk_id)
     assert repairer.waiting == 0
+
+
+async def test_a_bug_in_one_repair_is_logged_and_the_next_chunk_is_repaired(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = memory_source()
+    repairer, store, chunk_id = setup(0, 0, source)
+    other_id = MANIFEST.stripes[1].chunk_ids[0]
+    store.put(other_id, SHARDS[1][0])
+    store.tamper(other_id, bytes(b ^ 0xFF for b in SHARDS[1][0]))
+
+    def slots_of(c: bytes) -> list[Slot]:
+        if c == chunk_id:
+            raise RuntimeError("a bug in the book")
+        return [Slot(MANIFEST.cid, 1, 0)] if c == other_id else []
+
+    repairer.slots_of = slots_of
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(repairer.run)
+            repairer.request(chunk_id)
+            repairer.request(other_id)
+            while repairer.repaired < 1:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert store.get(other_id) == bytes(SHARDS[1][0])
+    assert (repairer.failed, repairer.waiting) == (1, 1)
+    assert "a bug in the book" in caplog.text
