@@ -24,10 +24,12 @@ bought on the way if its price is within ``client.spending_cap``.
 When the home's own node is running (``storenode host``, its ``node.json``
 naming a live process with an HTTP API), both read through it
 (:mod:`storenode.client.via_node`): the node is already in the network and
-pays with the same key under the same cap, so the command only streams the
-bytes from its gateway and skips ~0.3 s of start-up. ``--standalone`` reads
-from the hosts in the command's own process anyway; so does a command whose
-node does not answer as a gateway.
+pays with the same key under the same cap, so the command skips ~0.3 s of
+start-up. ``fetch`` hands the node its open temporary file over the home's
+local socket and the node writes the work into it (decision 0014; through the
+gateway when the node has no socket); ``stream`` copies the bytes from the
+gateway to stdout. ``--standalone`` reads from the hosts in the command's own
+process anyway; so does a command whose node does not answer.
 
 Failures to read (no such work, too few hosts, corrupt data, payment
 needed) exit 1 with the reason on stderr.
