@@ -176,7 +176,7 @@ def _fetch_via_node(
 
 def _node_writes(node: RunningNode, cid: bytes, out: Any, bar: Any) -> ContentInfo:
     """The node writes the work into ``out`` itself (its local socket)."""
-    from storenode.client.via_node import fetch_into
+    from storenode.client.via_node import OutputWriteError, fetch_into
 
     task = None
     shown = 0
@@ -188,7 +188,10 @@ def _node_writes(node: RunningNode, cid: bytes, out: Any, bar: Any) -> ContentIn
         bar.advance(task, written - shown)
         shown = written
 
-    return fetch_into(node, cid, out.fileno(), progress)
+    try:
+        return fetch_into(node, cid, out.fileno(), progress)
+    except OutputWriteError as exc:  # the node's words, and the file's name
+        raise OutputWriteError(f"{out.name}: {exc}", errno=exc.errno) from None
 
 
 def _gateway_streams(node: RunningNode, cid: bytes, out: Any, bar: Any) -> ContentInfo:
