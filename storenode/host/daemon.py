@@ -34,7 +34,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -60,6 +60,9 @@ from storenode.net.dht import DhtService
 from storenode.net.ledger import LedgerService
 from storenode.net.rpc import RpcNode
 from storenode.store.protocol import ChunkStore
+
+if TYPE_CHECKING:
+    from storenode.client.fetch import Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +291,7 @@ class _NoReader:
         yield b""  # pragma: no cover - makes this an async generator
 
 
-def _reader(nursery: trio.Nursery, node: HostNode, *, fee: int, spending_cap: int) -> Any:
+def _reader(nursery: trio.Nursery, node: HostNode, *, fee: int, spending_cap: int) -> Fetcher:
     """A :class:`~storenode.client.fetch.Fetcher` that reads works as this node, over its
     own wire and DHT, asking its own ledger over the wire as any client would."""
     from storenode.client.fetch import Fetcher
