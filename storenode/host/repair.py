@@ -181,18 +181,26 @@ class Repairer:
         if filled != end - start:
             return f"its stripe came back with {filled} of {end - start} bytes"
         try:
-            await self._in_thread(_code_and_put, self.store, m.k, m.n, stripe, slot.shard, chunk_id)
+            held = await self._in_thread(
+                _code_and_put, self.store, m.k, m.n, stripe, slot.shard, chunk_id
+            )
         except StoreError as e:
             return f"the rebuilt chunk could not be stored: {e}"
+        if not held:
+            return "the host let the chunk go meanwhile (its contract ended)"
         return None
 
 
 def _code_and_put(
     store: ChunkStore, k: int, n: int, stripe: bytearray, shard: int, chunk_id: bytes
-) -> None:
+) -> bool:
     """Code ``stripe`` again and put its shard ``shard`` as ``chunk_id`` (the store checks
-    the bytes against the id, and replaces a damaged copy)."""
+    the bytes against the id, and replaces a damaged copy); False, writing nothing, if
+    the store no longer holds the chunk: a repair never adds one no contract lists."""
+    if not store.has(chunk_id):
+        return False
     store.put(chunk_id, bytes(ReedSolomon(k, n).encode_stripe(stripe)[shard]))
+    return True
 
 
 __all__ = ["QUEUE", "RETRY_AFTER", "Repairer", "Slot"]

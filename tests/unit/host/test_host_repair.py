@@ -219,3 +219,19 @@ async def test_a_bug_in_one_repair_is_logged_and_the_next_chunk_is_repaired(
     assert store.get(other_id) == bytes(SHARDS[1][0])
     assert (repairer.failed, repairer.waiting) == (1, 1)
     assert "a bug in the book" in caplog.text
+
+
+async def test_a_chunk_deleted_while_its_stripe_was_read_is_not_stored_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = memory_source()
+    repairer, store, chunk_id = setup(0, 1, source)
+
+    async def contract_ends(_: bytes, offset: int) -> None:
+        store.delete(chunk_id)  # the host lets it go while the repair reads
+
+    source.before_piece = contract_ends
+    assert not await repairer.repair(chunk_id)
+    assert not store.has(chunk_id)
+    assert store.chunk_count == 0
+    assert "let the chunk go meanwhile" in caplog.text
