@@ -64,6 +64,7 @@ from storenode.client.manifests import find_manifest
 from storenode.client.read_state import FetchStats
 from storenode.client.reading import StripeRead
 from storenode.client.scheduler import (
+    DEFAULT_BATCH,
     DEFAULT_EXTRA,
     DEFAULT_PER_HOST,
     DEFAULT_WINDOW,
@@ -122,6 +123,8 @@ class FetchOptions:
     extra: int = DEFAULT_EXTRA
     urgent: int = URGENT
     per_host: int = DEFAULT_PER_HOST
+    batch: int = DEFAULT_BATCH
+    """Stripes per request ahead of the read position (1: one request per stripe)."""
     timeout_floor: float = TIMEOUT_FLOOR
     quick_providers: int = QUICK_PROVIDERS
     """Providers that end the lookup a read waits for (the rest are found meanwhile)."""

@@ -48,6 +48,9 @@ class Ask:
     stripe: int
     shard: int | None
     timeout: float
+    batch: int = -1
+    """Requests of one plan with the same ``batch`` (0 or more) go to their host as one
+    ``chunk.packets``; -1: on its own."""
 
 
 @dataclass(slots=True)
@@ -61,6 +64,8 @@ class HostState:
     """Failures in a row (reset by an answer)."""
     distrusted: bool = False
     refused: bool = False
+    batches: bool = True
+    """Whether it answers ``chunk.packets`` (False once it said it does not)."""
 
     def down(self, now: float) -> bool:
         return now < self.down_until
@@ -77,6 +82,9 @@ class FetchStats:
     bytes_by_host: Counter[bytes] = field(default_factory=Counter)
     """Payload bytes each host delivered (key: its public key)."""
     requests: int = 0
+    """Stripes asked of a host (a batch asks for several in one request)."""
+    batches: int = 0
+    """Requests that asked one host for several stripes (``chunk.packets``)."""
     packets: int = 0
     """Packets received (innovative or not)."""
     shards: int = 0

@@ -32,7 +32,14 @@ from storenode.client.stripes import (
 from storenode.coding.rlnc import Packet
 from storenode.coding.rs import ReedSolomon
 from storenode.dht import Contact
-from storenode.host.messages import ChunkData, ChunkGet, PacketReply, PacketRequest
+from storenode.host.messages import (
+    ChunkData,
+    ChunkGet,
+    PacketReply,
+    PacketRequest,
+    PacketsReply,
+    PacketsRequest,
+)
 from storenode.net.errors import NetError
 from storenode.publish.manifest import Manifest
 from storenode.wire.errors import RemoteError, WireError
@@ -51,6 +58,31 @@ _MISSES: Final[dict[int, Miss]] = {
     ErrorCode.UNAVAILABLE: Miss.REFUSED,
 }
 """How a host's error reply counts; any other code is a failure (the host is down)."""
+
+
+class _Request:
+    """A request on the wire: one ask's, or a batch's (``live``: its asks not cancelled)."""
+
+    __slots__ = ("live", "scope")
+
+    def __init__(self, live: set[int]) -> None:
+        self.live = live
+        self.scope = trio.CancelScope()
+
+
+def _on_the_wire(asks: list[Ask]) -> list[list[Ask]]:
+    """The asks of a plan as requests: each batch's together, in plan order."""
+    out: list[list[Ask]] = []
+    batches: dict[int, list[Ask]] = {}
+    for ask in asks:
+        if ask.batch < 0:
+            out.append([ask])
+        elif ask.batch in batches:
+            batches[ask.batch].append(ask)
+        else:
+            batches[ask.batch] = [ask]
+            out.append(batches[ask.batch])
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -92,11 +124,13 @@ class StripeRead:
             extra=opts.extra,
             urgent=opts.urgent,
             per_host=opts.per_host,
+            batch=opts.batch,
             timeout_floor=opts.timeout_floor,
             stats=fetcher.stats,
         )
         self.results: dict[int, bytes] = {}
-        self.scopes: dict[int, trio.CancelScope] = {}
+        self.requests: dict[int, _Request] = {}
+        """The request on the wire of each open ask (several asks share a batch's)."""
         self.changed = trio.Event()
         self.result_ready = trio.Event()
         self.error: ContentError | None = None
@@ -140,9 +174,11 @@ class StripeRead:
         sched = self.sched
         while not self.finished:
             self.changed = trio.Event()
-            for ask in sched.plan(trio.current_time()):
-                scope = self.scopes[ask.id] = trio.CancelScope()
-                self.nursery.start_soon(self._request, ask, scope)
+            for asks in _on_the_wire(sched.plan(trio.current_time())):
+                request = _Request({ask.id for ask in asks})
+                for ask in asks:
+                    self.requests[ask.id] = request
+                self.nursery.start_soon(self._request, asks, request)
             for st in sched.take_ready():
                 self.nursery.start_soon(self._decode, st)
             stuck = sched.blocked()
@@ -197,13 +233,54 @@ class StripeRead:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def _request(self, ask: Ask, scope: trio.CancelScope) -> None:
+    async def _request(self, asks: list[Ask], request: _Request) -> None:
         cancel: list[int] = []
-        with scope:
-            cancel = await self._attempt(ask)
-        self.scopes.pop(ask.id, None)
+        with request.scope:
+            cancel = await (self._attempt(asks[0]) if len(asks) == 1 else self._batch(asks))
+        for ask in asks:
+            self.requests.pop(ask.id, None)
         self._cancel(cancel)
         self.poke()
+
+    async def _batch(self, asks: list[Ask]) -> list[int]:
+        """One ``chunk.packets`` for the asks of one batch (one host, several stripes)."""
+        sched = self.sched
+        key = asks[0].host
+        body = PacketsRequest(self.m.cid, [ask.stripe for ask in asks])
+        self.fetcher.stats.batches += 1
+        timeout = max(ask.timeout for ask in asks)
+        cancel: list[int] = []
+        try:
+            reply = await self.fetcher.rpc.request(self.contacts[key], body, timeout=timeout)
+        except RemoteError as e:
+            if e.code in (ErrorCode.UNKNOWN_TYPE, ErrorCode.UNAVAILABLE):
+                log.info("host %s does not answer chunk.packets: one stripe a request", _short(key))
+                sched.no_batches(key, [ask.id for ask in asks])
+                return []
+            miss = _MISSES.get(e.code, Miss.FAILED)
+            log.info("host %s refused stripes %s: %s", _short(key), body.stripes, e)
+            for ask in asks:
+                cancel += sched.on_miss(ask.id, miss, trio.current_time())
+            return cancel
+        except (NetError, WireError) as e:
+            log.info(
+                "host %s failed on stripes %s (%s): asking others", _short(key), body.stripes, e
+            )
+            for ask in asks:
+                cancel += sched.on_miss(ask.id, Miss.FAILED, trio.current_time())
+            return cancel
+        assert isinstance(reply, PacketsReply)  # the registry checked it
+        packets: dict[int, Packet] = {}
+        for p in reply.packets:
+            if p.stripe not in body.stripes or p.stripe in packets:
+                log.warning(
+                    "host %s answered stripes it was not asked for: no longer asking it",
+                    _short(key),
+                )
+                return sched.distrust(key)
+            packets[p.stripe] = Packet(p.coefficients, p.payload)
+        answers = [(ask.id, packets.get(ask.stripe)) for ask in asks]
+        return sched.on_packets(answers, trio.current_time())
 
     async def _attempt(self, ask: Ask) -> list[int]:
         sched = self.sched
@@ -247,10 +324,13 @@ class StripeRead:
         return sched.on_shard(ask.id, reply.data, trio.current_time(), valid=valid)
 
     def _cancel(self, ids: list[int]) -> None:
+        """Stop the requests of asks ``ids`` (a batch's once none of its asks is left)."""
         for ask_id in ids:
-            scope = self.scopes.pop(ask_id, None)
-            if scope is not None:
-                scope.cancel()
+            request = self.requests.pop(ask_id, None)
+            if request is not None:
+                request.live.discard(ask_id)
+                if not request.live:
+                    request.scope.cancel()
 
     # -- decoding --------------------------------------------------------------------------
 

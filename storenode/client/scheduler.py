@@ -26,6 +26,14 @@ What it decides (docs/specs/streaming.md):
   a reply once asked, so an extra request costs its bytes: it is spent where
   the deadline is near). When a stripe's decoder reaches rank k, its other
   requests are returned for cancelling.
+* **Batches ahead of the reader.** Beyond the ``urgent`` stripes, stripes are
+  planned in groups of ``batch`` consecutive ones (the first group's stripes from
+  the first stripe read), once the whole group is in the window, and each host
+  chosen for a group's first stripe is asked for the group's other stripes too:
+  the requests of one plan to one host for one group share a ``batch`` number
+  and go out as one ``chunk.packets``. A request costs both ends about as much as
+  its bytes, so a bulk read sends a quarter of the requests; the stripes the
+  reader waits for next are still asked for on their own.
 * **Spread by rate.** Each host's rate is an EWMA of the bytes per second it
   delivers; a request goes to the host that would finish it soonest,
   ``(in flight + 1) / rate``, so requests in flight are proportional to
@@ -61,12 +69,17 @@ from storenode.coding.kernel import Buffer, view
 from storenode.coding.rlnc import Packet, ProgressiveDecoder, shard_rows
 from storenode.coding.rs import ReedSolomon
 
-DEFAULT_WINDOW: Final = 8
+DEFAULT_WINDOW: Final = 16
 START_WINDOW: Final = 2
 DEFAULT_EXTRA: Final = 1
 URGENT: Final = 2
 """Stripes from the read position that get ``extra`` requests beyond k."""
-DEFAULT_PER_HOST: Final = 4
+DEFAULT_PER_HOST: Final = 8
+DEFAULT_BATCH: Final = 8
+"""Stripes per batched request (1: none)."""
+BATCH_BYTES: Final = 4 << 20
+"""The most payload one batched request asks for (a host's reply carries up to 6 MiB)."""
+MAX_BATCH: Final = 16
 TIMEOUT_FLOOR: Final = 2.0
 """Seconds a request is given at least, whatever its host's rate."""
 TIMEOUT_SLACK: Final = 4.0
@@ -78,6 +91,7 @@ RATE_PRIOR: Final = 50e6
 """Bytes per second assumed of a host before any host was measured."""
 RATE_ALPHA: Final = 0.3
 """Weight of the newest sample in a host's rate."""
+_WAIT: Final = -2
 
 
 class FetchScheduler:
@@ -97,6 +111,7 @@ class FetchScheduler:
         extra: int = DEFAULT_EXTRA,
         urgent: int = URGENT,
         per_host: int = DEFAULT_PER_HOST,
+        batch: int = DEFAULT_BATCH,
         timeout_floor: float = TIMEOUT_FLOOR,
         stats: FetchStats | None = None,
     ) -> None:
@@ -106,6 +121,8 @@ class FetchScheduler:
             raise ValueError(f"stripes {first}..{last}: need 0 <= first <= last")
         if min(window, start_window, per_host) < 1 or min(extra, urgent) < 0:
             raise ValueError("windows and per_host must be at least 1, extra and urgent 0 or more")
+        if not 1 <= batch <= MAX_BATCH:
+            raise ValueError(f"batch={batch}: need 1 <= batch <= {MAX_BATCH}")
         self.k = k
         self.n = n
         self.shard_size = shard_size
@@ -116,6 +133,9 @@ class FetchScheduler:
         self.extra = extra
         self.urgent = urgent
         self.per_host = per_host
+        self.batch = max(1, min(batch, BATCH_BYTES // max(shard_size, 1)))
+        """Stripes per batched request: ``batch``, fewer if their packets would be
+        more than :data:`BATCH_BYTES`."""
         self.timeout_floor = timeout_floor
         self.stats = stats if stats is not None else FetchStats()
         self.head = first
@@ -125,6 +145,7 @@ class FetchScheduler:
         self._asks: dict[int, tuple[Ask, float]] = {}
         self._ready: list[int] = []
         self._next_id = 0
+        self._next_batch = 0
         self._prior_rate: float | None = None  # the median rate, until a rate changes
         self._recheck = True  # whether a stripe may have become blocked since the last check
         self._code = ReedSolomon(k, n)
@@ -189,16 +210,31 @@ class FetchScheduler:
         """The requests to start now, the earliest stripe's first."""
         asks: list[Ask] = []
         prior = self._prior()
-        for s in self.window_stripes():
+        stripes = self.window_stripes()
+        chosen: dict[int, list[HostState]] = {}  # group -> its hosts in this plan
+        batches: dict[tuple[int, bytes], int] = {}  # (group, host) -> batch number
+        for s in stripes:
             st = self.stripe(s)
             if st.phase is Phase.FETCHING:
+                group = self._group(s, stripes.stop)
+                if group == _WAIT:
+                    continue  # asked for with the rest of its group, once all is in the window
                 want = self.k + (self.extra if s < self.head + self.urgent else 0)
                 while st.decoder.rank + len(st.asks) < want:
                     needed = st.decoder.rank + len(st.asks) < self.k
-                    host = self._pick_packet_host(st, now, prior, allow_down=needed)
+                    host = None if group < 0 else self._sticky(st, chosen.get(group, ()), now)
                     if host is None:
-                        break
-                    asks.append(self._open(st, host, None, now, prior))
+                        host = self._pick_packet_host(st, now, prior, allow_down=needed)
+                        if host is None:
+                            break
+                        if group >= 0 and host.batches:
+                            chosen.setdefault(group, []).append(host)
+                    batch = -1
+                    if group >= 0 and host.batches:
+                        batch = batches.setdefault((group, host.key), self._next_batch)
+                        if batch == self._next_batch:
+                            self._next_batch += 1
+                    asks.append(self._open(st, host, None, now, prior, batch=batch))
             elif st.phase is Phase.VERIFYING:
                 while len(st.shards) + len(st.asks) < self.k:
                     pick = self._pick_shard_host(st, now, prior)
@@ -206,6 +242,29 @@ class FetchScheduler:
                         break
                     asks.append(self._open(st, pick[0], pick[1], now, prior))
         return asks
+
+    def _group(self, s: int, end: int) -> int:
+        """Stripe ``s``'s batch group; -1 if it is asked for on its own (batches off,
+        or among the urgent stripes, or the head: the read never waits on a group);
+        :data:`_WAIT` if its group is not all in the window that ends before ``end`` yet."""
+        if self.batch == 1 or s < self.head + max(self.urgent, 1):
+            return -1
+        group = (s - self.first) // self.batch
+        if min(self.first + (group + 1) * self.batch, self.last + 1) > end:
+            return _WAIT
+        return group
+
+    def _sticky(self, st: StripeState, hosts: Iterable[HostState], now: float) -> HostState | None:
+        """The first of ``hosts`` (chosen for the stripe's group) that can take it."""
+        for h in hosts:
+            if (
+                h.usable
+                and h.key not in st.tried
+                and h.in_flight < self.per_host
+                and not h.down(now)
+            ):
+                return h
+        return None
 
     def _pick_packet_host(
         self, st: StripeState, now: float, prior: float, *, allow_down: bool
@@ -256,7 +315,14 @@ class FetchScheduler:
         return None if best is None else (best[1], best[2])
 
     def _open(
-        self, st: StripeState, host: HostState, shard: int | None, now: float, prior: float
+        self,
+        st: StripeState,
+        host: HostState,
+        shard: int | None,
+        now: float,
+        prior: float,
+        *,
+        batch: int = -1,
     ) -> Ask:
         rate = host.rate if host.rate is not None else prior
         expected = (host.in_flight + 1) * self.shard_size / rate
@@ -266,6 +332,7 @@ class FetchScheduler:
             st.index,
             shard,
             max(self.timeout_floor, TIMEOUT_SLACK * expected),
+            batch,
         )
         self._next_id += 1
         self._asks[ask.id] = (ask, now)
@@ -292,10 +359,12 @@ class FetchScheduler:
             st.asks.pop(ask_id, None)
         return ask, sent, st
 
-    def _measured(self, host: HostState, nbytes: int, sent: float, now: float) -> None:
+    def _measured(
+        self, host: HostState, nbytes: int, sent: float, now: float, share: float
+    ) -> None:
         # The host served this reply while its other open requests shared its
-        # bandwidth: count them, so the rate is the host's, not one request's.
-        sample = nbytes * (host.in_flight + 1) / max(now - sent, 1e-4)
+        # bandwidth: ``share`` of them count, so the rate is the host's, not one request's.
+        sample = nbytes * share / max(now - sent, 1e-4)
         host.rate = sample if host.rate is None else host.rate + RATE_ALPHA * (sample - host.rate)
         self._prior_rate = None
         host.failures = 0
@@ -305,18 +374,47 @@ class FetchScheduler:
     def on_packet(self, ask_id: int, packet: Packet, now: float) -> list[int]:
         """A ``chunk.packet`` answer; the requests to cancel (the stripe is complete,
         or the host sent a malformed packet and is distrusted)."""
-        closed = self._close(ask_id)
-        if closed is None:
-            return []
-        ask, sent, st = closed
-        host = self.hosts[ask.host]
-        size = view(packet.payload).nbytes
-        if packet.k != self.k or size != self.shard_size:
+        return self.on_packets([(ask_id, packet)], now)
+
+    def on_packets(self, answers: list[tuple[int, Packet | None]], now: float) -> list[int]:
+        """A ``chunk.packets`` answer: each request of the batch with its stripe's
+        packet, or None where the host left the stripe out (it does not hold it).
+        The requests to cancel (stripes complete, or a malformed packet: the host is
+        distrusted)."""
+        open_ = [(self._asks[a][0], p) for a, p in answers if a in self._asks]
+        if not open_:
+            return []  # all cancelled meanwhile (or late)
+        sent = self._asks[open_[0][0].id][1]
+        host = self.hosts[open_[0][0].host]
+        if any(ask.host != host.key for ask, _ in open_):
+            raise ValueError("the requests of one batch go to one host")
+        sizes = [view(p.payload).nbytes for _, p in answers if p is not None]
+        if any(
+            p is not None and (p.k != self.k or view(p.payload).nbytes != self.shard_size)
+            for _, p in answers
+        ):
             return self.distrust(host.key)
-        self._measured(host, size, sent, now)
-        self.stats.packets += 1
-        if st is None or st.phase is not Phase.FETCHING or not host.usable:
-            return []
+        if sizes:
+            # the batch had its requests and the host's others in flight
+            share = (host.in_flight - len(open_) + len(answers)) / len(answers)
+            self._measured(host, sum(sizes), sent, now, share)
+        self.stats.packets += len(sizes)
+        cancel: list[int] = []
+        for ask, packet in open_:
+            closed = self._close(ask.id)
+            assert closed is not None
+            st = closed[2]
+            if packet is None:
+                self._recheck = True
+                if st is not None:
+                    st.absent.add(host.key)
+                continue
+            if st is None or st.phase is not Phase.FETCHING or not host.usable:
+                continue
+            cancel += self._add_packet(st, host, packet)
+        return cancel
+
+    def _add_packet(self, st: StripeState, host: HostState, packet: Packet) -> list[int]:
         st.packets.append((host.key, packet))
         row = self._rows.get(packet.coefficients)
         if row is not None:
@@ -329,6 +427,16 @@ class FetchScheduler:
         self._ready.append(st.index)
         return self._cancel_stripe(st)
 
+    def no_batches(self, key: bytes, ask_ids: Iterable[int]) -> None:
+        """Host ``key`` does not answer ``chunk.packets`` (a node of an older version):
+        forget the batch's requests, with no penalty, and ask it one stripe at a time."""
+        host = self.hosts[key]
+        host.batches = False
+        for ask_id in ask_ids:
+            closed = self._close(ask_id)
+            if closed is not None and closed[2] is not None:
+                closed[2].tried.discard(key)
+
     def on_shard(self, ask_id: int, shard: Buffer, now: float, *, valid: bool) -> list[int]:
         """A ``chunk.get`` answer, ``valid`` if it hashes to its chunk id; the
         requests to cancel (the stripe has k shards, or the host lied)."""
@@ -340,7 +448,7 @@ class FetchScheduler:
         host = self.hosts[ask.host]
         if not valid:
             return self.distrust(host.key)
-        self._measured(host, view(shard).nbytes, sent, now)
+        self._measured(host, view(shard).nbytes, sent, now, host.in_flight + 1)
         self.stats.shards += 1
         if st is None or st.phase is not Phase.VERIFYING:
             return []

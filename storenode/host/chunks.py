@@ -47,15 +47,19 @@ from storenode.coding.kernel import view
 from storenode.coding.rlnc import Packet, recode, shard_packet
 from storenode.coding.rs import ReedSolomon
 from storenode.host.messages import (
+    MAX_PACKETS_REPLY,
     ChunkData,
     ChunkGet,
     ChunkPut,
     ChunkPutMany,
     PacketReply,
     PacketRequest,
+    PacketsReply,
+    PacketsRequest,
     Placement,
     Stored,
     StoredMany,
+    StripePacket,
 )
 from storenode.net.errors import RequestRefusedError
 from storenode.net.peer import PeerConnection
@@ -199,7 +203,8 @@ def _code(k: int, n: int) -> ReedSolomon:
 
 
 class ChunkService:
-    """Answers ``chunk.put``, ``chunk.put_many``, ``chunk.get`` and ``chunk.packet`` from a
+    """Answers ``chunk.put``, ``chunk.put_many``, ``chunk.get``, ``chunk.packet`` and
+    ``chunk.packets`` from a
     :class:`ChunkStore`."""
 
     def __init__(
@@ -323,10 +328,69 @@ class ChunkService:
                 raise RequestRefusedError(
                     ErrorCode.NOT_FOUND, f"stripe {req.stripe} of {req.cid.hex()} not held"
                 ) from None
-            if cached and any(chunk_id not in self._warm for chunk_id in shards.values()):
+            if cached and not self._all_warm(shards.values()):
                 return None
-        if not self.read_policy.may_read(client_key, req.cid):
+        self._may_read(client_key, req.cid)
+        out = self._stripe_packet(k, n, shards, cached=cached)
+        # a shard's bytes or a recoding's array: a view either way, no copy (see _get)
+        return None if out is None else PacketReply(out.coefficients, view(out.payload))
+
+    def packets(self, client_key: bytes, req: PacketsRequest) -> PacketsReply:
+        reply = self._packets(client_key, req, cached=False)
+        assert reply is not None
+        return reply
+
+    def packets_cached(self, client_key: bytes, req: PacketsRequest) -> PacketsReply | None:
+        """:meth:`packets` if every chunk it reads is in memory; else None."""
+        return self._packets(client_key, req, cached=True)
+
+    def _packets(
+        self, client_key: bytes, req: PacketsRequest, *, cached: bool
+    ) -> PacketsReply | None:
+        if len(set(req.stripes)) != len(req.stripes):
+            raise RequestRefusedError(
+                ErrorCode.BAD_REQUEST, "a stripe appears twice in the request"
+            )
+        held: list[tuple[int, int, int, dict[int, bytes]]] = []
+        with self._lock:
+            for stripe in req.stripes:
+                try:
+                    held.append((stripe, *self.index.shards_of(req.cid, stripe)))
+                except KeyError:
+                    continue  # not held: left out of the reply
+            if cached and not self._all_warm(c for *_, shards in held for c in shards.values()):
+                return None
+        if held:
+            self._may_read(client_key, req.cid)
+        packets = []
+        size = 0
+        for stripe, k, n, shards in held:
+            out = self._stripe_packet(k, n, shards, cached=cached)
+            if out is None:
+                return None
+            size += view(out.payload).nbytes
+            if size > MAX_PACKETS_REPLY:
+                raise RequestRefusedError(
+                    ErrorCode.BAD_REQUEST,
+                    f"the packets of {len(req.stripes)} stripes are more than the "
+                    f"{MAX_PACKETS_REPLY} bytes a reply carries: ask for fewer",
+                )
+            packets.append(StripePacket(stripe, out.coefficients, view(out.payload)))
+        return PacketsReply(packets)
+
+    def _all_warm(self, chunk_ids: Iterable[bytes]) -> bool:
+        return all(chunk_id in self._warm for chunk_id in chunk_ids)
+
+    def _may_read(self, client_key: bytes, cid: bytes) -> None:
+        if not self.read_policy.may_read(client_key, cid):
             raise RequestRefusedError(ErrorCode.REFUSED, "a priced work: a receipt is needed")
+
+    def _stripe_packet(
+        self, k: int, n: int, shards: dict[int, bytes], *, cached: bool
+    ) -> Packet | None:
+        """The packet a client gets of a stripe of which the host holds ``shards``: the
+        shard itself, or a fresh recoding of several (None: ``cached`` and not all in
+        memory)."""
         code = _code(k, n)
         packets = []
         for i, chunk_id in sorted(shards.items()):
@@ -335,12 +399,9 @@ class ChunkService:
                 return None
             packets.append(shard_packet(code, i, data))
         if len(packets) == 1:
-            out: Packet = packets[0]
-        else:
-            with self._lock:
-                out = recode(packets, self._rng)
-        # a shard's bytes or a recoding's array: a view either way, no copy (see _get)
-        return PacketReply(out.coefficients, view(out.payload))
+            return packets[0]
+        with self._lock:
+            return recode(packets, self._rng)
 
     def index_shard(self, chunk_id: bytes, placement: Placement, size: int) -> str | None:
         """Index a chunk the store holds at ``placement`` (rebuilding the index from
@@ -414,12 +475,20 @@ class ChunkService:
         reply = self.packet_cached(conn.peer_key, body)
         return reply if reply is not None else await _in_thread(self.packet, conn.peer_key, body)
 
+    async def handle_chunk_packets(
+        self, conn: PeerConnection, body: msgspec.Struct
+    ) -> PacketsReply:
+        assert isinstance(body, PacketsRequest)
+        reply = self.packets_cached(conn.peer_key, body)
+        return reply if reply is not None else await _in_thread(self.packets, conn.peer_key, body)
+
     def route(self, node: RpcNode) -> None:
         """Serve the chunk messages on ``node``."""
         node.route("chunk.put", self.handle_chunk_put)
         node.route("chunk.put_many", self.handle_chunk_put_many)
         node.route("chunk.get", self.handle_chunk_get)
         node.route("chunk.packet", self.handle_chunk_packet)
+        node.route("chunk.packets", self.handle_chunk_packets)
 
 
 _R = TypeVar("_R", bound=msgspec.Struct)

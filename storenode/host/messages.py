@@ -8,6 +8,8 @@ registry name     request                            response
 many``
 ``chunk.get``     ``ChunkGet(chunk_id)``             ``ChunkData(data)``
 ``chunk.packet``  ``PacketRequest(cid, stripe)``     ``PacketReply(coefficients, payload)``
+``chunk.          ``PacketsRequest(cid, stripes)``   ``PacketsReply(packets)``
+packets``
 ``host.offer``    ``OfferRequest()``                 ``HostAd`` (storenode.publish.records)
 ``contract.       ``ContractProposal(terms, cid, k,  ``ContractAccepted(contract_id,
 propose``         n, shards)``                       signature)``
@@ -45,6 +47,14 @@ A :class:`PacketReply` is an RLNC packet over the stripe's k source blocks:
 ``len(coefficients) == k``. A host holding one shard of the stripe answers
 with that shard (its generator row as the vector); one holding several
 answers with a fresh random combination of them, so two replies differ.
+
+A :class:`PacketsRequest` asks for one packet of each of several stripes of a
+work (distinct stripes, at most :data:`MAX_PACKET_BATCH`): one request and one
+reply where a reader fetching far ahead of its read position would send many.
+The reply has a :class:`StripePacket` for each stripe asked that the host holds,
+in the order asked; a stripe it does not hold is left out (an empty list if it
+holds none). A batch whose packets would not fit in
+:data:`MAX_PACKETS_REPLY` bytes is refused with ``BAD_REQUEST``.
 
 Errors: ``REFUSED`` (no contract, bytes not matching the id, host full,
 placement inconsistent with what the host holds, priced work without a
@@ -140,6 +150,30 @@ class PacketReply(_Body, frozen=True):
     payload: ChunkView
 
 
+MAX_PACKET_BATCH: Final = 16
+"""Most stripes one ``chunk.packets`` asks for."""
+
+MAX_PACKETS_REPLY: Final = 6 * 1024 * 1024
+"""Most payload bytes one ``chunk.packets`` reply carries (within the wire's 8 MiB)."""
+
+
+class PacketsRequest(_Body, frozen=True):
+    cid: Hash32
+    stripes: Annotated[list[U32], msgspec.Meta(min_length=1, max_length=MAX_PACKET_BATCH)]
+
+
+class StripePacket(_Body, frozen=True):
+    """A :class:`PacketReply` for stripe ``stripe``."""
+
+    stripe: U32
+    coefficients: Coefficients
+    payload: ChunkView
+
+
+class PacketsReply(_Body, frozen=True):
+    packets: Annotated[list[StripePacket], msgspec.Meta(max_length=MAX_PACKET_BATCH)]
+
+
 class OfferRequest(_Body, frozen=True):
     pass
 
@@ -202,6 +236,7 @@ for _name, _request, _response in (
     ("chunk.put_many", ChunkPutMany, StoredMany),
     ("chunk.get", ChunkGet, ChunkData),
     ("chunk.packet", PacketRequest, PacketReply),
+    ("chunk.packets", PacketsRequest, PacketsReply),
     ("host.offer", OfferRequest, HostAd),
     ("contract.propose", ContractProposal, ContractAccepted),
     ("manifest.put", ManifestPut, ManifestStored),

@@ -25,7 +25,17 @@ from dataclasses import dataclass, field
 import msgspec
 import trio
 
-from storenode.host import AllowAll, ChunkPut, ChunkService, PacketReply, PacketRequest, Placement
+from storenode.host import (
+    AllowAll,
+    ChunkPut,
+    ChunkService,
+    PacketReply,
+    PacketRequest,
+    PacketsReply,
+    PacketsRequest,
+    Placement,
+    StripePacket,
+)
 from storenode.host.messages import ManifestData, ManifestGet
 from storenode.identity import Identity, keccak256
 from storenode.net.dht import DhtService, open_dht_node
@@ -64,11 +74,28 @@ class LyingChunkService(ChunkService):
         reply = super().packet_cached(client_key, req)
         return None if reply is None else _flipped(reply)
 
+    def packets(self, client_key: bytes, req: PacketsRequest) -> PacketsReply:
+        return _flipped_all(super().packets(client_key, req))
+
+    def packets_cached(self, client_key: bytes, req: PacketsRequest) -> PacketsReply | None:
+        reply = super().packets_cached(client_key, req)
+        return None if reply is None else _flipped_all(reply)
+
+
+def _flip(payload: memoryview) -> memoryview:
+    out = bytearray(payload)
+    out[len(out) // 2] ^= 0x5A
+    return memoryview(out)
+
 
 def _flipped(reply: PacketReply) -> PacketReply:
-    payload = bytearray(reply.payload)
-    payload[len(payload) // 2] ^= 0x5A
-    return PacketReply(reply.coefficients, memoryview(payload))
+    return PacketReply(reply.coefficients, _flip(reply.payload))
+
+
+def _flipped_all(reply: PacketsReply) -> PacketsReply:
+    return PacketsReply(
+        [StripePacket(p.stripe, p.coefficients, _flip(p.payload)) for p in reply.packets]
+    )
 
 
 def liar(store: MemoryChunkStore, rng: random.Random) -> ChunkService:

@@ -9,6 +9,7 @@ lies, and priced on a ledger.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from storenode.publish.manifest import Manifest, manifest_hash
 from storenode.publish.records import providers_key
 from storenode.testing.ledger import FEE, account, funded_genesis, signed, validator
 from storenode.testing.swarm import Swarm, liar, open_swarm
+from storenode.wire.messages import default_registry
 
 K, N = 3, 6
 STRIPE = 48 * 1024  # small stripes: many of them, so a read outlives a window
@@ -65,13 +67,21 @@ class Setup:
 
 @asynccontextmanager
 async def published(
-    size: int = 40 * STRIPE + 1234, *, liars: tuple[int, ...] = (), manifest_in_dht: bool = True
+    size: int = 40 * STRIPE + 1234,
+    *,
+    liars: tuple[int, ...] = (),
+    older: tuple[int, ...] = (),
+    manifest_in_dht: bool = True,
 ) -> AsyncIterator[Setup]:
+    """A work on a swarm of N hosts; ``liars`` flip bytes of their packets, ``older``
+    are of a version before ``chunk.packets`` (they answer ``UNKNOWN_TYPE``)."""
     data = work_bytes(size)
     async with open_swarm(N, services={i: liar for i in liars}) as swarm:
         manifest = await swarm.publish(
             data, k=K, n=N, stripe_size=STRIPE, manifest_in_dht=manifest_in_dht
         )
+        for i in older:  # before the reader connects: a connection keeps its registry
+            swarm.hosts[i].dht.rpc.registry = default_registry.without("chunk.packets")
         async with swarm.reader() as reader:
             yield Setup(swarm, manifest, data, reader)
         swarm.nursery.cancel_scope.cancel()
@@ -100,6 +110,8 @@ async def test_a_work_is_fetched_byte_exact_from_many_hosts() -> None:
             # k + 1 asked per stripe, the slowest cancelled once k had answered
             assert f.stats.cancelled > 0
             assert f.stats.packets >= K * len(s.manifest.stripes)
+            # the stripes ahead of the reader are asked for several at a time
+            assert 0 < f.stats.batches < f.stats.requests / 2
 
 
 class HeldLookups:
@@ -230,6 +242,24 @@ async def test_a_host_sending_corrupt_packets_is_caught_and_no_longer_asked() ->
             again = await read_all(f, s.manifest.cid, 0, 10 * STRIPE)
             assert again == s.data[: 10 * STRIPE]
             assert f.stats.bytes_by_host[bad] == served or f.stats.mismatches >= 2
+
+
+async def test_hosts_that_do_not_answer_batches_are_read_one_stripe_at_a_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Half the hosts are of a version before ``chunk.packets`` (they answer
+    ``UNKNOWN_TYPE``): the read asks them one stripe at a time and the rest in batches."""
+    with trio.fail_after(LIMIT):
+        async with published(older=(0, 2, 4)) as s, fetcher_of(s.reader) as f:
+            old = [s.swarm.hosts[i] for i in (0, 2, 4)]
+            with caplog.at_level(logging.INFO, logger="storenode.client.reading"):
+                out = await read_all(f, s.manifest.cid, 0, len(s.data))
+            assert out == s.data
+            assert all(f.stats.bytes_by_host[h.key] > 0 for h in old)  # still read
+            assert f.stats.batches > 0  # the others in batches
+            told = [r for r in caplog.records if "does not answer chunk.packets" in r.getMessage()]
+            assert 0 < len(told) <= len(old)  # learnt once per host and read
+            assert f.stats.distrusted == set() and f.stats.failovers == 0
 
 
 async def test_a_manifest_missing_from_the_dht_is_asked_of_the_hosts() -> None:

@@ -23,9 +23,12 @@ from storenode.host import (
     ChunkService,
     PacketReply,
     PacketRequest,
+    PacketsReply,
+    PacketsRequest,
     Placement,
     Stored,
     StoredMany,
+    StripePacket,
 )
 from storenode.net.rpc import RpcNode, open_rpc_node
 from storenode.store import MemoryChunkStore
@@ -87,14 +90,17 @@ def put_of(shard: bytes, index: int, *, stripe: int = 0) -> ChunkPut:
     return ChunkPut(merkle_root(shard), Placement(CID, stripe, index, K, N), shard)
 
 
-async def refused(client: RpcNode, addr: Addr, body: ChunkPut | ChunkGet | PacketRequest) -> str:
+Body = ChunkPut | ChunkGet | PacketRequest | PacketsRequest
+
+
+async def refused(client: RpcNode, addr: Addr, body: Body) -> str:
     """The refusal's message; fails unless the host answered with an error."""
     with pytest.raises(RemoteError) as info:
         await client.request(addr, body)
     return str(info.value)
 
 
-async def code_of(client: RpcNode, addr: Addr, body: ChunkPut | ChunkGet | PacketRequest) -> int:
+async def code_of(client: RpcNode, addr: Addr, body: Body) -> int:
     with pytest.raises(RemoteError) as info:
         await client.request(addr, body)
     return int(info.value.code)
@@ -242,6 +248,41 @@ async def test_a_host_holding_one_shard_answers_with_that_shard_as_a_packet() ->
         assert reply == PacketReply(expected.coefficients, shards[4])
 
 
+async def test_a_batch_gets_a_packet_of_each_stripe_held_in_the_order_asked() -> None:
+    code = ReedSolomon(K, N)
+    stripes = [stripe_shards(seed=10 + s)[1] for s in range(4)]
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, _):
+        for s in (0, 2, 3):  # stripe 1 is not held here
+            await client.request(addr, put_of(stripes[s][4], 4, stripe=s))
+        reply = await client.request(addr, PacketsRequest(CID, [3, 1, 0, 2]))
+        row = code.generator[4].tobytes()
+        assert reply == PacketsReply(
+            [StripePacket(s, row, stripes[s][4]) for s in (3, 0, 2)]  # 1 left out
+        )
+        # one answer per stripe, as chunk.packet gives it
+        single = await client.request(addr, PacketRequest(CID, 2))
+        assert single == PacketReply(row, stripes[2][4])
+        # none held: an empty answer, not an error
+        assert await client.request(addr, PacketsRequest(CID, [7, 8])) == PacketsReply([])
+
+
+async def test_a_batch_naming_a_stripe_twice_or_too_big_for_a_reply_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, shards = stripe_shards()
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, _):
+        for s in range(3):
+            await client.request(addr, put_of(shards[0], 0, stripe=s))
+        twice = PacketsRequest(CID, [0, 1, 0])
+        assert await code_of(client, addr, twice) == ErrorCode.BAD_REQUEST
+        assert "twice" in await refused(client, addr, twice)
+        monkeypatch.setattr(chunks_module, "MAX_PACKETS_REPLY", 2 * BLOCK)
+        big = PacketsRequest(CID, [0, 1, 2])
+        assert await code_of(client, addr, big) == ErrorCode.BAD_REQUEST
+        assert "ask for fewer" in await refused(client, addr, big)
+        assert len((await client.request(addr, PacketsRequest(CID, [0, 1]))).packets) == 2
+
+
 async def test_a_client_the_read_policy_refuses_gets_refused() -> None:
     _, shards = stripe_shards()
     store = MemoryChunkStore(capacity=1 << 20)
@@ -251,6 +292,7 @@ async def test_a_client_the_read_policy_refuses_gets_refused() -> None:
         assert await code_of(client, addr, ChunkGet(put.chunk_id)) == ErrorCode.REFUSED
         assert "receipt" in await refused(client, addr, ChunkGet(put.chunk_id))
         assert await code_of(client, addr, PacketRequest(CID, 0)) == ErrorCode.REFUSED
+        assert await code_of(client, addr, PacketsRequest(CID, [0, 1])) == ErrorCode.REFUSED
 
 
 def test_allow_all_satisfies_both_policies() -> None:
@@ -334,6 +376,23 @@ async def test_only_the_chunks_touched_last_are_read_on_the_event_loop(
     store.reads.clear()
     await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0))
     assert store.reads == [("cached", True)]  # one chunk id, touched last
+
+
+async def test_a_batch_is_read_on_the_event_loop_only_if_all_its_chunks_are_warm() -> None:
+    stripes = [stripe_shards(seed=20 + s)[1] for s in range(2)]
+    store = RecordingStore(cold=False)
+    service = ChunkService(store, AllowAll(), rng=random.Random(1))
+    for s in (0, 1):
+        await service.handle_chunk_put(_Conn(), put_of(stripes[s][2], 2, stripe=s))
+    store.reads.clear()
+    reply = await service.handle_chunk_packets(_Conn(), PacketsRequest(CID, [0, 1]))
+    assert [p.stripe for p in reply.packets] == [0, 1]
+    assert store.reads == [("cached", True)] * 2
+    cold = _indexed(store, stripe_shards(seed=30)[1], 2)  # another service: nothing warm
+    store.reads.clear()
+    reply = await cold.handle_chunk_packets(_Conn(), PacketsRequest(CID, [2]))
+    assert [p.stripe for p in reply.packets] == [2]
+    assert store.reads == [("get", False)]
 
 
 async def test_a_stripe_with_one_cold_shard_is_read_in_a_thread() -> None:

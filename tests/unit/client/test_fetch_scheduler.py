@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storenode.client.read_state import Ask, Miss, Phase
+from storenode.client.reading import _on_the_wire
 from storenode.client.scheduler import DOWN_TIME, TIMEOUT_FLOOR, FetchScheduler
 from storenode.client.stripes import (
     decode_packets,
@@ -69,6 +70,7 @@ def scheduler(work: Work, hosts: list[bytes], **kw: Any) -> FetchScheduler:
     kw.setdefault("last", len(work.stripes) - 1)
     kw.setdefault("start_window", kw.get("window", 8))  # the whole window at once
     kw.setdefault("urgent", kw.get("window", 8))  # every stripe gets the extra requests
+    kw.setdefault("batch", 1)  # a request per stripe (the batches have their own tests)
     return FetchScheduler(hosts, k=work.k, n=work.n, shard_size=BLOCK, **kw)
 
 
@@ -181,6 +183,125 @@ def test_timeouts_follow_the_host_rate_above_a_floor() -> None:
     (slow,) = sched.plan(10.0)
     assert slow.host == ask.host
     assert slow.timeout == pytest.approx(40.0)  # four times the 10 s it should take
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+def wire(asks: list[Ask]) -> list[tuple[bytes, list[int]]]:
+    """The requests the shell sends for ``asks``: (host, stripes) each."""
+    return [(r[0].host, [a.stripe for a in r]) for r in _on_the_wire(asks)]
+
+
+def test_stripes_ahead_of_the_reader_are_asked_for_in_batches_per_host_and_group() -> None:
+    work = Work.random(2, 4, 9)
+    sched = scheduler(work, keys(6), window=8, urgent=1, extra=1, batch=4, per_host=8)
+    asks = sched.plan(0.0)
+    # stripe 0 (urgent) on its own, k + extra; stripes 1..7 k each; stripe 8's group
+    # (8..8, the last) is not all in the window yet
+    assert Counter(a.stripe for a in asks) == {0: 3, **{s: 2 for s in range(1, 8)}}
+    requests = wire(asks)
+    singles = [r for r in requests if len(r[1]) == 1]
+    batches = [r for r in requests if len(r[1]) > 1]
+    assert [stripes for _, stripes in singles] == [[0]] * 3
+    assert sorted(stripes for _, stripes in batches) == [[1, 2, 3]] * 2 + [[4, 5, 6, 7]] * 2
+    for s in range(1, 8):  # each stripe still on k distinct hosts
+        assert len({a.host for a in asks if a.stripe == s}) == 2
+    assert sched.stats.requests == len(asks)
+
+
+def test_a_group_is_asked_for_once_all_of_it_is_in_the_window() -> None:
+    work = Work.random(1, 2, 10)
+    sched = scheduler(work, [A, B], window=6, urgent=1, extra=0, batch=4, per_host=8)
+    asks = sched.plan(0.0)
+    assert wire(asks) == [(A, [0]), (B, [1, 2, 3])]  # stripes 4..7 wait: the window ends at 5
+    for ask in asks[:2]:  # stripes 0 and 1
+        sched.on_packets([(ask.id, work.packet(ask.stripe, 0))], 0.01)
+    assert finish(sched, work) == [0, 1]
+    sched.advance()
+    assert sched.plan(0.01) == []  # window 1..6: still not all of 4..7
+    sched.advance()
+    later = sched.plan(0.01)  # window 2..7
+    assert [stripes for _, stripes in wire(later)] == [[4, 5, 6, 7]]
+
+
+def test_the_head_stripe_is_asked_for_even_when_no_group_fits_the_window() -> None:
+    work = Work.random(1, 2, 3)
+    sched = scheduler(work, [A, B], window=1, urgent=0, extra=0, batch=4)
+    for s in range(3):
+        (ask,) = sched.plan(0.0)
+        assert ask.stripe == s and ask.batch == -1
+        sched.on_packet(ask.id, work.packet(s, 0), 0.01)
+        assert finish(sched, work) == [s]
+        sched.advance()
+    assert sched.done
+
+
+def test_a_batch_answer_feeds_its_stripes_and_the_ones_left_out_go_elsewhere() -> None:
+    work = Work.random(1, 3, 9)
+    sched = scheduler(work, [A, B, C], window=5, urgent=1, extra=0, batch=4, per_host=8)
+    asks = sched.plan(0.0)
+    (batch,) = [r for r in _on_the_wire(asks) if len(r) > 1]
+    assert [a.stripe for a in batch] == [1, 2, 3]
+    host = batch[0].host
+    # the host holds stripes 1 and 3, not 2
+    answers = [(a.id, None if a.stripe == 2 else work.packet(a.stripe, 0)) for a in batch]
+    assert sched.on_packets(answers, 0.5) == []
+    assert sched.stats.packets == 2
+    assert sched.hosts[host].in_flight == 0
+    assert sched.hosts[host].rate == pytest.approx(2 * BLOCK / 0.5)  # the batch's bytes
+    (again,) = sched.plan(0.5)
+    assert again.stripe == 2 and again.host != host  # not asked of the host again
+    assert sched.stripe(2).absent == {host}
+    sched.on_packet(again.id, work.packet(2, 0), 0.6)
+    sched.on_packet(asks[0].id, work.packet(0, 0), 0.6)
+    assert finish(sched, work) == [1, 3, 2, 0]
+
+
+def test_a_stripe_completed_meanwhile_is_dropped_from_its_batch_answer() -> None:
+    work = Work.random(1, 3, 9)
+    sched = scheduler(work, [A, B, C], window=5, urgent=1, extra=1, batch=4, per_host=8)
+    asks = sched.plan(0.0)
+    (batch,) = [r for r in _on_the_wire(asks) if len(r) > 1]
+    assert [a.stripe for a in batch] == [1, 2, 3]
+    for a in asks:
+        if a.stripe == 0:
+            sched.on_packet(a.id, work.packet(0, 0), 0.1)
+    assert finish(sched, work) == [0]
+    sched.advance()  # stripe 1 is urgent now: one more request, to another host
+    (extra,) = sched.plan(0.1)
+    assert extra.stripe == 1 and extra.host != batch[0].host and extra.batch == -1
+    cancelled = sched.on_packet(extra.id, work.packet(1, 0), 0.2)
+    assert cancelled == [batch[0].id]  # the batch's ask for stripe 1
+    packets = sched.stats.packets
+    assert sched.on_packets([(a.id, work.packet(a.stripe, 0)) for a in batch], 0.3) == []
+    assert sched.stats.packets == packets + 3  # its bytes came all the same
+    assert finish(sched, work) == [1, 2, 3]
+    assert sched.hosts[batch[0].host].in_flight == 0
+
+
+def test_a_host_that_does_not_answer_batches_is_asked_one_stripe_at_a_time() -> None:
+    work = Work.random(1, 2, 9)
+    sched = scheduler(work, [A, B], window=8, urgent=1, extra=0, batch=4, per_host=8)
+    asks = sched.plan(0.0)
+    batch = [a for a in asks if a.batch >= 0 and a.host == B]
+    assert len(batch) >= 2
+    sched.no_batches(B, [a.id for a in batch])
+    assert not sched.hosts[B].batches and sched.hosts[B].failures == 0
+    again = sched.plan(0.0)
+    assert {a.stripe for a in again} == {a.stripe for a in batch}  # asked again, no penalty
+    assert all(a.batch == -1 for a in again if a.host == B)
+    assert any(a.host == B for a in again)
+
+
+def test_a_batch_never_asks_for_more_than_its_bytes_allow() -> None:
+    work = Work.random(1, 2, 4)
+    many = FetchScheduler([A], k=1, n=2, shard_size=BLOCK, first=0, last=99, batch=16)
+    assert many.batch == 16
+    big = FetchScheduler([A], k=1, n=2, shard_size=3 << 20, first=0, last=99, batch=16)
+    assert big.batch == 1  # two 3 MiB packets are more than a batch carries
+    with pytest.raises(ValueError):
+        scheduler(work, [A], batch=0)
 
 
 # -- completion ------------------------------------------------------------------------------
@@ -391,26 +512,45 @@ Behaviour = st.sampled_from(["good", "good", "good", "absent", "fail", "lie", "s
     behaviours=st.lists(Behaviour, min_size=3, max_size=7),
     k=st.integers(1, 3),
     extra=st.integers(0, 2),
-    window=st.integers(1, 4),
-    per_host=st.integers(1, 3),
+    window=st.integers(1, 6),
+    urgent=st.integers(0, 6),
+    per_host=st.integers(1, 4),
+    batch=st.integers(1, 4),
     seed=st.integers(0, 2**32),
 )
 def test_a_read_delivers_every_stripe_right_or_names_the_stripe_it_cannot(
-    behaviours: list[str], k: int, extra: int, window: int, per_host: int, seed: int
+    behaviours: list[str],
+    k: int,
+    extra: int,
+    window: int,
+    urgent: int,
+    per_host: int,
+    batch: int,
+    seed: int,
 ) -> None:
     """A simulated read: host j holds shard j of every stripe and behaves as told
-    (answers, lacks the stripe, fails, sends flipped packets, answers slowly)."""
+    (answers, lacks the stripe, fails, sends flipped packets, answers slowly). The
+    requests go out as the shell sends them: a batch's asks as one request, answered
+    at once."""
     rng = random.Random(seed)
     n = len(behaviours)
     k = min(k, n)
-    work = Work.random(k, n, 5, seed=seed)
+    work = Work.random(k, n, 7, seed=seed)
     hosts = keys(n)
     index = {h: j for j, h in enumerate(hosts)}
-    sched = scheduler(work, hosts, window=window, extra=extra, per_host=per_host)
+    sched = scheduler(
+        work, hosts, window=window, extra=extra, urgent=urgent, per_host=per_host, batch=batch
+    )
     now = 0.0
-    open_asks: dict[int, Ask] = {}
+    requests: list[list[Ask]] = []  # on the wire
+    live: set[int] = set()  # asks not cancelled
     delivered: list[bytes] = []
     tried: set[tuple[int, bytes, int | None]] = set()
+
+    def cancel(ids: list[int]) -> None:
+        live.difference_update(ids)
+        requests[:] = [r for r in requests if any(a.id in live for a in r)]
+
     for _ in range(2000):
         for state in sched.take_ready():
             if state.phase is Phase.DECODING:
@@ -419,43 +559,54 @@ def test_a_read_delivers_every_stripe_right_or_names_the_stripe_it_cannot(
             else:
                 out = rebuild_from_shards(work.code, state.shards, work.sha(state.index))
                 assert out is not None
-                sched.rebuilt(state.index, inconsistent_senders(out[1], state.packets))
+                cancel(sched.rebuilt(state.index, inconsistent_senders(out[1], state.packets)))
         while not sched.done and sched.stripe(sched.head).phase is Phase.DONE:
             delivered.append(work.stripes[sched.head])
             sched.advance()
         if sched.done:
             break
-        for ask in sched.plan(now):
+        asks = sched.plan(now)
+        for ask in asks:
             assert (ask.stripe, ask.host, ask.shard) not in tried  # never the same question twice
             tried.add((ask.stripe, ask.host, ask.shard))
             assert sched.hosts[ask.host].in_flight <= per_host
             assert not sched.hosts[ask.host].distrusted
-            open_asks[ask.id] = ask
-        if not open_asks:
+            live.add(ask.id)
+        for request in _on_the_wire(asks):
+            assert len(request) <= batch
+            assert len({a.host for a in request}) == 1  # a batch goes to one host
+            assert len({a.stripe for a in request}) == len(request)
+            assert len(request) == 1 or all(a.shard is None for a in request)
+            requests.append(request)
+        if not requests:
             assert sched.blocked() is not None
             break
-        ask = open_asks.pop(rng.choice(sorted(open_asks)))
-        j = index[ask.host]
+        request = requests.pop(rng.randrange(len(requests)))
+        live.difference_update(a.id for a in request)
+        j = index[request[0].host]
         behaviour = behaviours[j]
         now += 0.05 if behaviour == "slow" else 0.001
         if behaviour == "absent":
-            sched.on_miss(ask.id, Miss.ABSENT, now)
+            if len(request) == 1:
+                sched.on_miss(request[0].id, Miss.ABSENT, now)
+            else:  # a host leaves out of a batch what it does not hold
+                cancel(sched.on_packets([(a.id, None) for a in request], now))
         elif behaviour == "fail":
-            cancelled = sched.on_miss(ask.id, Miss.FAILED, now)
-            for c in cancelled:
-                open_asks.pop(c, None)
-        elif ask.shard is not None:
+            for a in request:
+                cancel(sched.on_miss(a.id, Miss.FAILED, now))
+        elif request[0].shard is not None:
+            ask = request[0]
             shard = work.shard(ask.stripe, ask.shard)
-            valid = ask.shard == j  # a host holds only its own shard
-            if not valid:
+            if ask.shard != j:  # a host holds only its own shard
                 sched.on_miss(ask.id, Miss.ABSENT, now)
             else:
-                for c in sched.on_shard(ask.id, shard, now, valid=True):
-                    open_asks.pop(c, None)
+                cancel(sched.on_shard(ask.id, shard, now, valid=True))
         else:
-            packet = work.packet(ask.stripe, j)
-            for c in sched.on_packet(ask.id, flip(packet) if behaviour == "lie" else packet, now):
-                open_asks.pop(c, None)
+            answers: list[tuple[int, Packet | None]] = []
+            for a in request:
+                packet = work.packet(a.stripe, j)
+                answers.append((a.id, flip(packet) if behaviour == "lie" else packet))
+            cancel(sched.on_packets(answers, now))
     else:
         pytest.fail("the read neither finished nor blocked")
     assert delivered == work.stripes[: len(delivered)]
