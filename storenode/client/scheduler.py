@@ -26,9 +26,10 @@ What it decides (docs/specs/streaming.md):
   a reply once asked, so an extra request costs its bytes: it is spent where
   the deadline is near). When a stripe's decoder reaches rank k, its other
   requests are returned for cancelling.
-* **Batches ahead of the reader.** Beyond the ``urgent`` stripes, stripes are
-  planned in groups of ``batch`` consecutive ones (the first group's stripes from
-  the first stripe read), once the whole group is in the window, and each host
+* **Batches ahead of the reader.** Once the window is open to its full size,
+  the stripes beyond the ``urgent`` ones are planned in groups of ``batch``
+  consecutive ones (the first group's stripes from the first stripe read), once
+  the whole group is in the window, and each host
   chosen for a group's first stripe is asked for the group's other stripes too:
   the requests of one plan to one host for one group share a ``batch`` number
   and go out as one ``chunk.packets``. A request costs both ends about as much as
@@ -244,10 +245,15 @@ class FetchScheduler:
         return asks
 
     def _group(self, s: int, end: int) -> int:
-        """Stripe ``s``'s batch group; -1 if it is asked for on its own (batches off,
-        or among the urgent stripes, or the head: the read never waits on a group);
+        """Stripe ``s``'s batch group; -1 if it is asked for on its own (batches off;
+        among the urgent stripes, or the head: the read never waits on a group; or
+        while the window is still opening, when a group would wait for most of it);
         :data:`_WAIT` if its group is not all in the window that ends before ``end`` yet."""
-        if self.batch == 1 or s < self.head + max(self.urgent, 1):
+        if (
+            self.batch == 1
+            or s < self.head + max(self.urgent, 1)
+            or self.start_window + self.head - self.first < self.window
+        ):
             return -1
         group = (s - self.first) // self.batch
         if min(self.first + (group + 1) * self.batch, self.last + 1) > end:

@@ -225,6 +225,27 @@ def test_a_group_is_asked_for_once_all_of_it_is_in_the_window() -> None:
     assert [stripes for _, stripes in wire(later)] == [[4, 5, 6, 7]]
 
 
+def test_batches_start_once_the_window_is_open_to_its_full_size() -> None:
+    work = Work.random(1, 2, 40)
+    sched = scheduler(
+        work, [A, B], window=8, start_window=2, urgent=1, extra=0, batch=4, per_host=16
+    )
+    batched_from = None
+    while not sched.done:
+        asks = sched.plan(0.0)
+        if any(a.batch >= 0 for a in asks) and batched_from is None:
+            batched_from = sched.head
+        for request in _on_the_wire(asks):
+            j = [A, B].index(request[0].host)
+            sched.on_packets([(a.id, work.packet(a.stripe, j)) for a in request], 0.0)
+        finish(sched, work)
+        while not sched.done and sched.stripe(sched.head).phase is Phase.DONE:
+            sched.advance()
+    # the window opens from 2 stripes by one per stripe taken: full (8) at stripe 6
+    assert batched_from is not None and batched_from >= 6
+    assert sched.stats.stripes == 40
+
+
 def test_the_head_stripe_is_asked_for_even_when_no_group_fits_the_window() -> None:
     work = Work.random(1, 2, 3)
     sched = scheduler(work, [A, B], window=1, urgent=0, extra=0, batch=4)
