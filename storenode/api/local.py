@@ -49,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_BYTES: Final = 8 << 20
 """The node says how far it got, and starts the file's writeback, every this many bytes."""
-WRITE_AHEAD: Final = 8
-"""Pieces (stripes) the read may run ahead of the file's writes; the most one write takes."""
 _BACKLOG: Final = 16
 _UCRED: Final = struct.Struct("3i")  # pid, uid, gid
 
@@ -209,60 +207,15 @@ async def _write_work(
     fd: int,
     progress: _Progress,
 ) -> None:
-    # The read runs ahead of the writes by up to WRITE_AHEAD pieces, and each write
-    # takes every piece that arrived while the one before ran: a burst of stripes
-    # (a batch's answers complete several at once) costs one worker thread's turn.
-    send, receive = trio.open_memory_channel[bytes | BaseException](WRITE_AHEAD)
-    failure: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_read_ahead, content, info, send)
-        # Caught in here: out of the nursery it would come wrapped in an exception group.
-        try:
-            async with receive:
-                async for first in receive:
-                    run = [first]
-                    with suppress(trio.WouldBlock, trio.EndOfChannel):
-                        while len(run) < WRITE_AHEAD:
-                            run.append(receive.receive_nowait())
-                    await _write_run(conn, fd, run, progress)
-                    if isinstance(run[-1], BaseException):
-                        failure = run[-1]  # raised after writing what came before it
-                        break
-        except (_WriteFailedError, OSError) as exc:
-            failure = exc
-        nursery.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-
-
-async def _read_ahead(
-    content: ContentSource, info: ContentInfo, send: trio.MemorySendChannel[bytes | BaseException]
-) -> None:
-    """The work's pieces into ``send``, then its error if the read fails (sent as an
-    item, so the writer raises it after writing what came before)."""
-    async with send:
-        try:
-            async with aclosing(_pieces(content, info.cid, info.length)) as pieces:
-                async for piece in pieces:
-                    await send.send(piece)
-        except ContentError as exc:
-            with suppress(trio.BrokenResourceError):
-                await send.send(exc)
-
-
-async def _write_run(
-    conn: trio.socket.SocketType, fd: int, run: list[bytes | BaseException], progress: _Progress
-) -> None:
-    pieces = [piece for piece in run if not isinstance(piece, BaseException)]
-    if not pieces:
-        return
-    before = progress.written
-    after = before + sum(len(piece) for piece in pieces)
-    boundary = before // PROGRESS_BYTES != after // PROGRESS_BYTES
-    await trio.to_thread.run_sync(_write_at, fd, pieces, before, boundary)
-    progress.written = after
-    if boundary:
-        await conn.send(encode({"written": after}))
+    async with aclosing(_pieces(content, info.cid, info.length)) as pieces:
+        async for piece in pieces:
+            before = progress.written
+            after = before + len(piece)
+            boundary = before // PROGRESS_BYTES != after // PROGRESS_BYTES
+            await trio.to_thread.run_sync(_write_at, fd, piece, before, boundary)
+            progress.written = after
+            if boundary:
+                await conn.send(encode({"written": after}))
 
 
 async def _pieces(content: ContentSource, cid: bytes, length: int) -> AsyncGenerator[bytes, None]:
@@ -287,20 +240,14 @@ class _WriteFailedError(Exception):
         self.reason = reason
 
 
-def _write_at(fd: int, pieces: list[bytes], offset: int, writeback: bool) -> None:
-    views = [memoryview(piece).cast("B") for piece in pieces]
-    at = offset
+def _write_at(fd: int, piece: bytes | memoryview, offset: int, writeback: bool) -> None:
+    view = memoryview(piece)
+    done = 0
     try:
-        while views:
-            wrote = os.pwritev(fd, views, at)
-            at += wrote
-            while views and wrote >= views[0].nbytes:  # drop what was written whole
-                wrote -= views[0].nbytes
-                views.pop(0)
-            if views and wrote:
-                views[0] = views[0][wrote:]
+        while done < len(view):
+            done += os.pwrite(fd, view[done:], offset + done)
     except OSError as exc:
-        raise _WriteFailedError(at, exc) from exc
+        raise _WriteFailedError(offset + done, exc) from exc
     if writeback:
         start_writeback(fd)
 
