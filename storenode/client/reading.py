@@ -29,7 +29,7 @@ from storenode.client.stripes import (
     rebuild_from_shards,
     shard_is_valid,
 )
-from storenode.coding.rlnc import Packet, ProgressiveDecoder
+from storenode.coding.rlnc import Packet
 from storenode.coding.rs import ReedSolomon
 from storenode.dht import Contact
 from storenode.host.messages import (
@@ -58,10 +58,6 @@ _MISSES: Final[dict[int, Miss]] = {
     ErrorCode.UNAVAILABLE: Miss.REFUSED,
 }
 """How a host's error reply counts; any other code is a failure (the host is down)."""
-
-
-def _decode_each(jobs: list[tuple[ProgressiveDecoder, bytes]]) -> list[bytes | None]:
-    return [decode_packets(decoder, digest) for decoder, digest in jobs]
 
 
 class _Request:
@@ -183,13 +179,8 @@ class StripeRead:
                 for ask in asks:
                     self.requests[ask.id] = request
                 self.nursery.start_soon(self._request, asks, request)
-            ready = sched.take_ready()
-            decoding = [st for st in ready if st.phase is Phase.DECODING]
-            if decoding:  # those that came together, decoded in one worker thread's turn
-                self.nursery.start_soon(self._decode_all, decoding)
-            for st in ready:
-                if st.phase is not Phase.DECODING:
-                    self.nursery.start_soon(self._rebuild, st)
+            for st in sched.take_ready():
+                self.nursery.start_soon(self._decode, st)
             stuck = sched.blocked()
             if stuck is not None and stuck.index < self.error_at:
                 if await self._more_hosts():
@@ -343,14 +334,12 @@ class StripeRead:
 
     # -- decoding --------------------------------------------------------------------------
 
-    async def _decode_all(self, states: list[StripeState]) -> None:
-        """Decode and check stripes whose packets are all in (a batch's answers
-        complete several at once): one worker thread's turn for them all."""
-        jobs = [(st.decoder, self.m.stripes[st.index].digest) for st in states]
-        size = self.m.stripe_size * len(states)
-        decoded = await self.fetcher.in_thread(size, _decode_each, jobs)
-        for st, data in zip(states, decoded, strict=True):
-            s = st.index
+    async def _decode(self, st: StripeState) -> None:
+        s = st.index
+        sha = self.m.stripes[s].digest
+        size = self.m.stripe_size
+        if st.phase is Phase.DECODING:
+            data = await self.fetcher.in_thread(size, decode_packets, st.decoder, sha)
             self.sched.decoded(s, ok=data is not None)
             if data is None:
                 log.warning(
@@ -358,39 +347,33 @@ class StripeRead:
                     s,
                     self.m.cid.hex()[:16],
                 )
-                continue
-            self.results[s] = data
-        self.result_ready.set()
-        self.poke()
-
-    async def _rebuild(self, st: StripeState) -> None:
-        """Rebuild a stripe from verified shards and name the hosts whose packets
-        disagree with it."""
-        s = st.index
-        sha = self.m.stripes[s].digest
-        size = self.m.stripe_size
-        out = await self.fetcher.in_thread(
-            size, rebuild_from_shards, _code(self.m.k, self.m.n), dict(st.shards), sha
-        )
-        if out is None:
-            self.fail(
-                ContentCorruptError(
-                    f"stripe {s} of work {self.m.cid.hex()}: its verified chunks do not "
-                    "rebuild the stripe its manifest describes (a bad manifest)"
-                ),
-                s,
+                self.poke()
+                return
+        else:
+            out = await self.fetcher.in_thread(
+                size, rebuild_from_shards, _code(self.m.k, self.m.n), dict(st.shards), sha
             )
-            return
-        data, blocks = out
-        liars = await self.fetcher.in_thread(size, inconsistent_senders, blocks, list(st.packets))
-        for liar in liars:
-            log.warning(
-                "host %s sent packets inconsistent with stripe %d of %s: no longer asking it",
-                _short(liar),
-                s,
-                self.m.cid.hex()[:16],
+            if out is None:
+                self.fail(
+                    ContentCorruptError(
+                        f"stripe {s} of work {self.m.cid.hex()}: its verified chunks do not "
+                        "rebuild the stripe its manifest describes (a bad manifest)"
+                    ),
+                    s,
+                )
+                return
+            data, blocks = out
+            liars = await self.fetcher.in_thread(
+                size, inconsistent_senders, blocks, list(st.packets)
             )
-        self._cancel(self.sched.rebuilt(s, liars))
+            for liar in liars:
+                log.warning(
+                    "host %s sent packets inconsistent with stripe %d of %s: no longer asking it",
+                    _short(liar),
+                    s,
+                    self.m.cid.hex()[:16],
+                )
+            self._cancel(self.sched.rebuilt(s, liars))
         self.results[s] = data
         self.result_ready.set()
         self.poke()
