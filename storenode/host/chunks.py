@@ -57,6 +57,7 @@ from storenode.host.messages import (
     PacketsReply,
     PacketsRequest,
     Placement,
+    RepairRequest,
     Stored,
     StoredMany,
     StripePacket,
@@ -213,6 +214,7 @@ class ChunkService:
         policy: UploadPolicy,
         *,
         read_policy: ReadPolicy | None = None,
+        repair_check: Callable[[bytes, RepairRequest], str | None] | None = None,
         rng: random.Random,
         index: ShardIndex | None = None,
         on_stored: Callable[[ChunkPut], None] | None = None,
@@ -220,6 +222,8 @@ class ChunkService:
         self.store = store
         self.policy = policy
         self.read_policy: ReadPolicy = read_policy if read_policy is not None else AllowAll()
+        self.repair_check = repair_check
+        """Why a ``chunk.repair`` is refused, or None (None: no repairs answered)."""
         self.index = index if index is not None else ShardIndex()
         self.on_stored = on_stored
         """Called in the trio thread for each chunk a put stores (the
@@ -320,7 +324,24 @@ class ChunkService:
         else None."""
         return self._packet(client_key, req, cached=True)
 
-    def _packet(self, client_key: bytes, req: PacketRequest, *, cached: bool) -> PacketReply | None:
+    def repair_packet(self, client_key: bytes, req: RepairRequest) -> PacketReply:
+        """A packet for a host rebuilding its shard of the stripe: free of charge, once
+        ``repair_check`` finds the host's contract lists that shard."""
+        why = (
+            "this host answers no repairs"
+            if self.repair_check is None
+            else self.repair_check(client_key, req)
+        )
+        if why is not None:
+            raise RequestRefusedError(ErrorCode.REFUSED, f"no repair: {why}")
+        ask = PacketRequest(req.cid, req.stripe)
+        reply = self._packet(client_key, ask, cached=False, free=True)
+        assert reply is not None
+        return reply
+
+    def _packet(
+        self, client_key: bytes, req: PacketRequest, *, cached: bool, free: bool = False
+    ) -> PacketReply | None:
         with self._lock:
             try:
                 k, n, shards = self.index.shards_of(req.cid, req.stripe)
@@ -330,7 +351,8 @@ class ChunkService:
                 ) from None
             if cached and not self._all_warm(shards.values()):
                 return None
-        self._may_read(client_key, req.cid)
+        if not free:
+            self._may_read(client_key, req.cid)
         out = self._stripe_packet(k, n, shards, cached=cached)
         # a shard's bytes or a recoding's array: a view either way, no copy (see _get)
         return None if out is None else PacketReply(out.coefficients, view(out.payload))
@@ -475,6 +497,10 @@ class ChunkService:
         reply = self.packet_cached(conn.peer_key, body)
         return reply if reply is not None else await _in_thread(self.packet, conn.peer_key, body)
 
+    async def handle_chunk_repair(self, conn: PeerConnection, body: msgspec.Struct) -> PacketReply:
+        assert isinstance(body, RepairRequest)
+        return await _in_thread(self.repair_packet, conn.peer_key, body)
+
     async def handle_chunk_packets(
         self, conn: PeerConnection, body: msgspec.Struct
     ) -> PacketsReply:
@@ -489,6 +515,7 @@ class ChunkService:
         node.route("chunk.get", self.handle_chunk_get)
         node.route("chunk.packet", self.handle_chunk_packet)
         node.route("chunk.packets", self.handle_chunk_packets)
+        node.route("chunk.repair", self.handle_chunk_repair)
 
 
 _R = TypeVar("_R", bound=msgspec.Struct)

@@ -42,6 +42,7 @@ from contracts.encoding import format_tokens
 from contracts.events import Event
 from contracts.reputation import reputation_of
 from storenode.client.content import ContentInfo, ContentSource, ContentUnavailableError
+from storenode.coding.merkle import MerkleTree
 from storenode.config import Config, PeerSpec, format_size
 from storenode.host.announcing import AD_INTERVAL, Announcing
 from storenode.host.book import BookState, HostBook
@@ -49,16 +50,17 @@ from storenode.host.chunks import ChunkService
 from storenode.host.earnings import totals
 from storenode.host.following import ChainFollowing
 from storenode.host.handlers import ContractHandlers
-from storenode.host.messages import ChunkPut
-from storenode.host.policy import ContractUploadPolicy, ReceiptReadPolicy
+from storenode.host.messages import ChunkPut, RepairRequest
+from storenode.host.policy import ContractUploadPolicy, ReceiptReadPolicy, check_repair
 from storenode.host.prover import Prover, TipView, short
-from storenode.host.repair import Repairer, Slot
+from storenode.host.repair import Repairer, Slot, stripe_as_host
 from storenode.host.scrubber import Scrubber
 from storenode.identity import Identity, address_hex
 from storenode.ledger import Chain
 from storenode.net.dht import DhtService
 from storenode.net.ledger import LedgerService
 from storenode.net.rpc import RpcNode
+from storenode.publish.manifest import ManifestError, decode_manifest
 from storenode.store.protocol import ChunkStore
 
 if TYPE_CHECKING:
@@ -126,6 +128,7 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
                 store,
                 ContractUploadPolicy(book),
                 read_policy=ReceiptReadPolicy(lambda: self._view.state),
+                repair_check=self._repair_check,
                 rng=random.Random(),
                 on_stored=self._on_stored,
             )
@@ -250,8 +253,27 @@ class HostNode(Announcing, ChainFollowing, ContractHandlers):
             self.repairer.request(chunk_id)
 
     def _slots_of(self, chunk_id: bytes) -> list[Slot]:
+        """Where live contracts list ``chunk_id``, with what proves it to other hosts
+        (the contract, the chunk's place in it and its path to the contract's root)."""
         assert self.book is not None
-        return [Slot(c.cid, stripe, shard) for c, stripe, shard in self.book.slots(chunk_id)]
+        slots = []
+        for c, stripe, shard in self.book.slots(chunk_id):
+            index = next(
+                i for i, s in enumerate(c.shards) if (s.stripe, s.shard) == (stripe, shard)
+            )
+            path = MerkleTree(c.chunk_ids).proof(index).path
+            slots.append(Slot(c.cid, stripe, shard, c.id, index, path))
+        return slots
+
+    def _repair_check(self, requester_key: bytes, req: RepairRequest) -> str | None:
+        """Why another host's ``chunk.repair`` is refused (in a worker thread)."""
+        assert self.book is not None
+        raw = self.book.manifest(req.cid)
+        try:
+            manifest = None if raw is None else decode_manifest(raw)
+        except ManifestError:
+            manifest = None
+        return check_repair(self._view.state, manifest, requester_key, req)
 
     def _works_of(self, chunk_id: bytes) -> str:
         """The works a chunk belongs to, for a log line."""
@@ -313,14 +335,17 @@ def _reader(nursery: trio.Nursery, node: HostNode, *, fee: int, spending_cap: in
 
 def start_repair(nursery: trio.Nursery, node: HostNode, *, fee: int) -> None:
     """Have ``node`` rebuild the chunks its scrub finds damaged (:mod:`storenode.host.repair`),
-    reading their stripes with a fetcher of its own that pays for nothing."""
+    reading their stripes with a fetcher of its own that pays for nothing (a priced
+    work's, as the chunk's host: ``chunk.repair``)."""
     assert node.store is not None and node.book is not None and node.scrubber is not None
+    reader = _reader(nursery, node, fee=fee, spending_cap=0)
     node.repairer = Repairer(
         node.store,
-        _reader(nursery, node, fee=fee, spending_cap=0),
+        reader,
         slots_of=node._slots_of,
         manifest_of=node.book.manifest,
         on_repaired=node.scrubber.healed,
+        as_host=stripe_as_host(node.rpc, reader.providers, node.identity.public_key),
     )
     nursery.start_soon(node.repairer.run)
 

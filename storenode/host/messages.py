@@ -10,6 +10,8 @@ many``
 ``chunk.packet``  ``PacketRequest(cid, stripe)``     ``PacketReply(coefficients, payload)``
 ``chunk.          ``PacketsRequest(cid, stripes)``   ``PacketsReply(packets)``
 packets``
+``chunk.repair``  ``RepairRequest(cid, stripe,       ``PacketReply(coefficients, payload)``
+                  shard, contract, index, path)``
 ``host.offer``    ``OfferRequest()``                 ``HostAd`` (storenode.publish.records)
 ``contract.       ``ContractProposal(terms, cid, k,  ``ContractAccepted(contract_id,
 propose``         n, shards)``                       signature)``
@@ -38,6 +40,14 @@ contract for (pending or open); the host checks it (``decode_manifest``,
 it in the DHT under its own key (``storenode.publish.records``) and keeps
 republishing it while it holds the work. ``manifest.get`` returns the bytes
 (``NOT_FOUND`` when the host keeps no manifest of that work).
+
+A :class:`RepairRequest` is a host asking another for a packet of a stripe of
+which it must rebuild its own shard ``shard`` (its disk damaged it), free of
+charge whatever the work's price: ``contract`` is the id of its live contract
+that lists that chunk (the manifest's chunk id of that shard) at position
+``index``, and ``path`` is the chunk's Merkle path to the contract's root. The
+answering host checks all of it against the chain and the manifest it keeps
+(``REFUSED`` with the reason otherwise) and answers as to ``chunk.packet``.
 
 A chunk is one Reed–Solomon shard of one stripe of a work; its id is the
 Merkle root of its bytes. :class:`Placement` says where it belongs:
@@ -174,6 +184,19 @@ class PacketsReply(_Body, frozen=True):
     packets: Annotated[list[StripePacket], msgspec.Meta(max_length=MAX_PACKET_BATCH)]
 
 
+MAX_PATH: Final = 32
+"""Most hashes in a chunk's path to its contract's root (2**32 chunks)."""
+
+
+class RepairRequest(_Body, frozen=True):
+    cid: Hash32
+    stripe: U32
+    shard: ShardIndex
+    contract: Hash32
+    index: U32
+    path: Annotated[list[Hash32], msgspec.Meta(max_length=MAX_PATH)]
+
+
 class OfferRequest(_Body, frozen=True):
     pass
 
@@ -237,6 +260,7 @@ for _name, _request, _response in (
     ("chunk.get", ChunkGet, ChunkData),
     ("chunk.packet", PacketRequest, PacketReply),
     ("chunk.packets", PacketsRequest, PacketsReply),
+    ("chunk.repair", RepairRequest, PacketReply),
     ("host.offer", OfferRequest, HostAd),
     ("contract.propose", ContractProposal, ContractAccepted),
     ("manifest.put", ManifestPut, ManifestStored),

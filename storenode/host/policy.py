@@ -23,7 +23,9 @@ is the reason given to the publisher:
 
 **An upload** is taken only for a chunk that a live contract lists at that
 very slot of that work, with the contract's chunk size. **A read** of a work
-with a price on the ledger needs the reader's receipt (or to own the work).
+with a price on the ledger needs the reader's receipt (or to own the work);
+**a repair** (:func:`check_repair`) a live contract of the reader's with the
+work's owner that lists the chunk it rebuilds.
 **A manifest** is kept only for a work the host holds a live contract of, and
 only if it verifies and lists the host's chunks where its contracts say.
 """
@@ -35,11 +37,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from contracts.encoding import BPS, DECODE_ERRORS, decoder, encode, format_tokens
-from contracts.entries import Params
+from contracts.entries import Params, Status
 from contracts.state import State
+from contracts.storage import contract_of
 from contracts.tx import ContractTerms
 from contracts.works import has_receipt, listing_of, work_of
-from storenode.coding.merkle import contract_root
+from storenode.coding.errors import ProofMalformedError
+from storenode.coding.merkle import Proof, contract_root, root_from_path
 from storenode.config import Config
 from storenode.host.book import BookContract, HostBook
 from storenode.host.messages import (
@@ -47,6 +51,7 @@ from storenode.host.messages import (
     MAX_CHUNK_SIZE,
     ContractProposal,
     Placement,
+    RepairRequest,
 )
 from storenode.identity import address_of
 from storenode.publish.manifest import Manifest, ManifestError, decode_manifest, verify_manifest
@@ -242,6 +247,38 @@ class ReceiptReadPolicy:
         reader = address_of(client_key)
         work = work_of(state, cid)
         return (work is not None and work.owner == reader) or has_receipt(state, reader, cid)
+
+
+def check_repair(
+    state: State, manifest: Manifest | None, requester_key: bytes, req: RepairRequest
+) -> str | None:
+    """Why the host does not give ``req``'s packet free of charge, or None: the
+    requester rebuilds shard ``req.shard`` of stripe ``req.stripe``, which the work's
+    manifest (the one this host keeps) names, and a live contract of the
+    requester's with the work's owner lists that chunk at ``req.index`` (its path
+    folds to the contract's root)."""
+    if manifest is None:
+        return "this host keeps no manifest of that work"
+    if not (0 <= req.stripe < len(manifest.stripes) and req.shard < manifest.n):
+        return f"the work has no shard {req.shard} of stripe {req.stripe}"
+    contract = contract_of(state, req.contract)
+    if contract is None or contract.status is Status.CLOSED:
+        return f"no live contract {req.contract.hex()[:16]}… on the chain"
+    if contract.host_key != requester_key:
+        return "that contract is another host's"
+    work = work_of(state, manifest.cid)
+    if work is None or contract.publisher != work.owner:
+        return "that contract is not with the work's owner"
+    if not req.index < contract.chunk_count:
+        return f"the contract lists {contract.chunk_count} chunks, not {req.index + 1}"
+    chunk_id = manifest.stripes[req.stripe].chunk_ids[req.shard]
+    try:
+        root = root_from_path(chunk_id, Proof(req.index, contract.chunk_count, tuple(req.path)))
+    except ProofMalformedError as e:
+        return f"the chunk's path is malformed: {e}"
+    if root != contract.root:
+        return "the contract does not list that chunk there"
+    return None
 
 
 def read_manifest(raw: bytes) -> Manifest:

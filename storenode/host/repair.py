@@ -11,8 +11,11 @@ the damaged copy), codes the shard this host holds from it again, and puts it:
 the store checks the bytes against the chunk id and replaces the damaged copy
 in place (``ChunkStore.put`` over a held chunk that fails its read check).
 
-Nothing is paid for a repair: a priced work is read only if this node already
-holds a receipt for it, else the chunk stays damaged and the log says why.
+Nothing is paid for a repair. A priced work this node holds no receipt for is
+read as the chunk's host (:func:`stripe_as_host`): each other host is asked
+with ``chunk.repair``, which names the contract listing the chunk and proves
+it is there, and answers free of charge once it has checked that against the
+chain and the manifest it keeps (:func:`storenode.host.policy.check_repair`).
 Repairs run one at a time, in the order the damage was found; a chunk that
 cannot be rebuilt now is tried again when the scrub finds it again, but not
 before :data:`RETRY_AFTER` (a small store is scrubbed every second or so, and a
@@ -27,11 +30,24 @@ from typing import Final, NamedTuple, TypeVar
 
 import trio
 
-from storenode.client.content import ContentError, ContentSource, PaymentRequiredError
+from storenode.client.content import (
+    ContentCorruptError,
+    ContentError,
+    ContentSource,
+    ContentUnavailableError,
+    PaymentRequiredError,
+)
+from storenode.client.stripes import decode_packets
+from storenode.coding.rlnc import Packet, ProgressiveDecoder
 from storenode.coding.rs import ReedSolomon
-from storenode.publish.manifest import ManifestError, decode_manifest
+from storenode.dht import Contact
+from storenode.host.messages import PacketReply, RepairRequest
+from storenode.net.errors import NetError
+from storenode.net.rpc import RpcNode
+from storenode.publish.manifest import Manifest, ManifestError, decode_manifest
 from storenode.store.errors import StoreError
 from storenode.store.protocol import ChunkStore
+from storenode.wire.errors import RemoteError, WireError
 
 log = logging.getLogger("storenode.host.daemon")
 """The daemon's logger: its lines carry one name whichever part of it speaks."""
@@ -45,11 +61,20 @@ _T = TypeVar("_T")
 
 
 class Slot(NamedTuple):
-    """Where a contract lists a chunk: shard ``shard`` of stripe ``stripe`` of ``cid``."""
+    """Where a contract lists a chunk: shard ``shard`` of stripe ``stripe`` of ``cid``;
+    and what shows other hosts so (``chunk.repair``): the contract's id, the chunk's
+    position in it and its path to the contract's root."""
 
     cid: bytes
     stripe: int
     shard: int
+    contract: bytes = b""
+    position: int = -1
+    path: tuple[bytes, ...] = ()
+
+
+StripeAsHost = Callable[[Manifest, Slot], Awaitable[bytearray]]
+"""Reads a stripe by asking the other hosts as the host of ``slot`` (``chunk.repair``)."""
 
 
 class Repairer:
@@ -69,10 +94,13 @@ class Repairer:
         slots_of: Callable[[bytes], Sequence[Slot]],
         manifest_of: Callable[[bytes], bytes | None],
         on_repaired: Callable[[bytes], None] = lambda chunk_id: None,
+        as_host: StripeAsHost | None = None,
         in_thread: Callable[..., Awaitable[object]] = trio.to_thread.run_sync,
     ) -> None:
         self.store = store
         self.content = content
+        self.as_host = as_host
+        """Reads the stripe of a priced work this node holds no receipt for."""
         self.slots_of = slots_of
         self.manifest_of = manifest_of
         self.on_repaired = on_repaired
@@ -172,10 +200,16 @@ class Repairer:
                 stripe[filled : filled + len(piece)] = piece
                 filled += len(piece)
         except PaymentRequiredError:
-            return (
-                f"work {m.cid.hex()[:16]} is priced and this node holds no receipt for it "
-                "(hosts serve a priced work only to its buyers)"
-            )
+            if self.as_host is None or not slot.contract:
+                return (
+                    f"work {m.cid.hex()[:16]} is priced and this node holds no receipt for "
+                    "it (hosts serve a priced work only to its buyers)"
+                )
+            try:  # as the host of the chunk: the other hosts check its contract
+                stripe = await self.as_host(m, slot)
+            except ContentError as e:
+                return f"its stripe (a priced work) could not be read as its host: {e}"
+            filled = end - start
         except ContentError as e:
             return f"its stripe could not be read: {e}"
         if filled != end - start:
@@ -191,6 +225,54 @@ class Repairer:
         return None
 
 
+def stripe_as_host(
+    rpc: RpcNode,
+    providers: Callable[[bytes], Awaitable[dict[bytes, Contact]]],
+    own_key: bytes,
+    *,
+    timeout: float = 10.0,
+) -> StripeAsHost:
+    """A :data:`StripeAsHost` over ``rpc``: ``chunk.repair`` to the work's providers
+    (other than ``own_key``) one at a time until k packets rebuild the stripe, which
+    must hash to its manifest's value. Raises a
+    :class:`~storenode.client.content.ContentError` with the reason otherwise."""
+
+    async def read(m: Manifest, slot: Slot) -> bytearray:
+        contacts = await providers(m.cid)
+        body = RepairRequest(
+            m.cid, slot.stripe, slot.shard, slot.contract, slot.position, list(slot.path)
+        )
+        block = m.stripe_size // m.k
+        decoder = ProgressiveDecoder(m.k, block_size=block, code=ReedSolomon(m.k, m.n))
+        asked = 0
+        refusals: list[str] = []
+        for key, contact in contacts.items():
+            if key == own_key:
+                continue
+            asked += 1
+            try:
+                reply = await rpc.request(contact, body, timeout=timeout)
+            except (RemoteError, NetError, WireError) as e:
+                refusals.append(str(e))
+                continue
+            assert isinstance(reply, PacketReply)  # the registry checked it
+            if len(reply.coefficients) == m.k and len(reply.payload) == block:
+                decoder.add(Packet(reply.coefficients, reply.payload))
+            if decoder.complete:
+                break
+        if not decoder.complete:
+            why = f" ({'; '.join(refusals[:3])})" if refusals else ""
+            raise ContentUnavailableError(
+                f"{decoder.rank} of the k={m.k} packets needed from the {asked} other hosts{why}"
+            )
+        data = await trio.to_thread.run_sync(decode_packets, decoder, m.stripes[slot.stripe].digest)
+        if data is None:
+            raise ContentCorruptError("the packets the hosts sent do not hash to the manifest's")
+        return bytearray(data)
+
+    return read
+
+
 def _code_and_put(
     store: ChunkStore, k: int, n: int, stripe: bytearray, shard: int, chunk_id: bytes
 ) -> bool:
@@ -203,4 +285,4 @@ def _code_and_put(
     return True
 
 
-__all__ = ["QUEUE", "RETRY_AFTER", "Repairer", "Slot"]
+__all__ = ["QUEUE", "RETRY_AFTER", "Repairer", "Slot", "StripeAsHost", "stripe_as_host"]

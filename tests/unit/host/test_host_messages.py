@@ -1,5 +1,6 @@
-"""``chunk.packets`` on the wire: a batch request and its answer round-trip through the
-registry; anything else a peer could send is refused with a wire error."""
+"""``chunk.packets`` and ``chunk.repair`` on the wire: the requests and answers
+round-trip through the registry; anything else a peer could send is refused with a
+wire error."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from storenode.host import (
     MAX_PACKET_BATCH,
     PacketsReply,
     PacketsRequest,
+    RepairRequest,
     StripePacket,
 )
+from storenode.host.messages import MAX_PATH
 from storenode.wire.errors import MessageInvalidError, WireError
 from storenode.wire.messages import Request, Response, default_registry
 
@@ -118,3 +121,47 @@ def test_any_batch_answer_a_host_sends_decodes_or_raises_a_wire_error(body: Any)
     except WireError:
         return
     assert isinstance(reply, PacketsReply)
+
+
+hashes = st.binary(min_size=32, max_size=32)
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 254),
+    hashes,
+    st.integers(0, 2**32 - 1),
+    st.lists(hashes, max_size=MAX_PATH),
+)
+def test_a_repair_request_round_trips(
+    stripe: int, shard: int, contract: bytes, index: int, path: list[bytes]
+) -> None:
+    body = RepairRequest(CID, stripe, shard, contract, index, path)
+    message = default_registry.decode(default_registry.encode_request(5, body))
+    assert message == Request(5, "chunk.repair", body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [CID, 0, 255, CID, 0, []],  # no shard 255 (n is at most 255)
+        [CID, 0, 0, CID[:31], 0, []],
+        [CID, 0, 0, CID, -1, []],
+        [CID, 0, 0, CID, 0, [CID] * (MAX_PATH + 1)],
+        [CID, 0, 0, CID, 0, [CID[:5]]],
+        [CID, 0, 0, CID, 0],
+    ],
+    ids=["shard", "short-contract", "index", "long-path", "short-hash", "short"],
+)
+def test_malformed_repair_requests_are_refused(body: object) -> None:
+    with pytest.raises(MessageInvalidError):
+        default_registry.decode(msgspec.msgpack.encode((0, 9, "chunk.repair", body)))
+
+
+@given(values)
+def test_any_repair_request_a_peer_sends_decodes_or_raises_a_wire_error(body: Any) -> None:
+    try:
+        message = default_registry.decode(msgspec.msgpack.encode((0, 9, "chunk.repair", body)))
+    except WireError:
+        return
+    assert isinstance(message, Request) and isinstance(message.body, RepairRequest)

@@ -22,14 +22,23 @@ from contracts.encoding import amount_bytes, encode
 from contracts.entries import (
     Listing,
     Receipt,
+    Status,
+    StorageContract,
     Work,
+    contract_key,
     listing_key,
     receipt_key,
     work_key,
 )
-from storenode.coding.merkle import contract_root
+from storenode.coding.merkle import MerkleTree, contract_root
 from storenode.host.book import BookContract, BookState, HostBook
-from storenode.host.messages import ACCEPT_HORIZON, ContractProposal, Placement, ShardRef
+from storenode.host.messages import (
+    ACCEPT_HORIZON,
+    ContractProposal,
+    Placement,
+    RepairRequest,
+    ShardRef,
+)
 from storenode.host.policy import (
     GIB,
     ContractUploadPolicy,
@@ -39,6 +48,7 @@ from storenode.host.policy import (
     Standing,
     check_manifest,
     check_proposal,
+    check_repair,
     decode_terms,
     price_for,
     read_manifest,
@@ -309,3 +319,96 @@ def test_a_changed_manifest_from_a_peer_is_refused(raw: bytes) -> None:
     except RefusedError:
         return
     assert raw == RAW_MANIFEST  # the signature covers every byte a peer could change
+
+
+# -- repairs -------------------------------------------------------------------------------------
+
+
+def repair_state(m: Manifest, shards: tuple[ShardRef, ...], **kw: Any) -> tuple[State, bytes]:
+    """A chain where HOST holds contract ``id`` of ``shards`` with the work's owner."""
+    contract = StorageContract(
+        publisher=kw.get("publisher", PUBLISHER.address),
+        publisher_key=PUBLISHER.public_key,
+        host=HOST.address,
+        host_key=HOST.public_key,
+        root=contract_root([s.chunk_id for s in shards]),
+        chunk_count=len(shards),
+        chunk_size=SIZE,
+        price_per_window=Amount(1),
+        windows=10,
+        window_blocks=20,
+        escrow=Amount(10),
+        collateral=Amount(0),
+        revision=0,
+        status=kw.get("status", Status.ACTIVE),
+        window=0,
+        window_start=0,
+        seed=b"",
+        proven=False,
+        windows_proven=0,
+        windows_missed=0,
+        opened_height=1,
+    )
+    cid = contract_id_of(len(shards))
+    state = genesis_state({PUBLISHER.address: 10**24}, PARAMS).with_writes(
+        {
+            work_key(m.cid): Work("w", "1", "2024", "a", PUBLISHER.address, bytes(32), 1, 1),
+            contract_key(cid): contract,
+        }
+    )
+    return state, cid
+
+
+def contract_id_of(count: int) -> bytes:
+    return hashlib.sha256(b"contract of %d" % count).digest()
+
+
+def repair_of(m: Manifest, shards: tuple[ShardRef, ...], i: int, contract: bytes) -> RepairRequest:
+    """HOST's request to rebuild ``shards[i]``, with its path in the contract."""
+    path = MerkleTree([s.chunk_id for s in shards]).proof(i).path
+    return RepairRequest(m.cid, shards[i].stripe, shards[i].shard, contract, i, list(path))
+
+
+def test_a_host_rebuilding_a_chunk_its_contract_lists_is_given_packets_free() -> None:
+    m, _ = work()
+    shards = at(m, (0, 1), (1, 1))
+    state, contract = repair_state(m, shards)
+    for i in range(2):
+        assert check_repair(state, m, HOST.public_key, repair_of(m, shards, i, contract)) is None
+
+
+def test_a_repair_is_refused_unless_every_part_of_it_holds() -> None:
+    m, _ = work()
+    shards = at(m, (0, 1), (1, 1))
+    state, contract = repair_state(m, shards)
+    good_req = repair_of(m, shards, 1, contract)
+    other_work, _ = work(2)
+    closed, _ = repair_state(m, shards, status=Status.CLOSED)
+    strangers, _ = repair_state(m, shards, publisher=STRANGER.address)
+    cases: dict[str, tuple[State, Manifest | None, bytes, RepairRequest]] = {
+        "keeps no manifest": (state, None, HOST.public_key, good_req),
+        "no shard 3 of stripe 9": (state, m, HOST.public_key, replace(good_req, stripe=9, shard=3)),
+        "no live contract": (state, m, HOST.public_key, replace(good_req, contract=bytes(32))),
+        "no live contract ": (closed, m, HOST.public_key, good_req),
+        "another host's": (state, m, STRANGER.public_key, good_req),
+        "not with the work's owner": (strangers, m, HOST.public_key, good_req),
+        "lists 2 chunks, not 3": (state, m, HOST.public_key, replace(good_req, index=2)),
+        "path is malformed": (state, m, HOST.public_key, replace(good_req, path=[])),
+        # the chunk of another slot, or a path that proves another chunk
+        "does not list that chunk there": (state, m, HOST.public_key, replace(good_req, shard=0)),
+        "does not list that chunk there ": (
+            state,
+            m,
+            HOST.public_key,
+            replace(good_req, path=[bytes(32)]),
+        ),
+        "not with the work's owner ": (  # a work nobody registered
+            state,
+            other_work,
+            HOST.public_key,
+            replace(good_req, cid=other_work.cid),
+        ),
+    }
+    for reason, (st_, manifest, key, req) in cases.items():
+        why = check_repair(st_, manifest, key, req)
+        assert why is not None and reason.strip() in why, (reason, why)

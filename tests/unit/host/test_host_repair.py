@@ -13,9 +13,9 @@ import pytest
 import trio
 import trio.testing
 
-from storenode.client.content import ContentInfo, PaymentRequiredError
+from storenode.client.content import ContentInfo, ContentUnavailableError, PaymentRequiredError
 from storenode.host.repair import RETRY_AFTER, Repairer, Slot
-from storenode.publish.manifest import build_manifest, encode_manifest
+from storenode.publish.manifest import Manifest, build_manifest, encode_manifest
 from storenode.store import ChunkCorruptError, MemoryChunkStore
 from storenode.testing.content import MemoryContentSource
 from storenode.testing.ledger import account
@@ -121,6 +121,63 @@ async def test_a_chunk_that_cannot_be_rebuilt_is_left_as_it_was_and_the_log_says
     assert store.chunk_count == 1
     assert (repairer.repaired, repairer.failed) == (0, 1)
     assert f"could not repair chunk {chunk_id.hex()[:16]}…" in caplog.text
+    assert why in caplog.text
+
+
+CONTRACT_SLOT = Slot(MANIFEST.cid, 2, 3, b"\x07" * 32, 5, (b"\x01" * 32,))
+
+
+def as_host_reading(calls: list[tuple[bytes, Slot]], fail: str | None = None) -> Any:
+    """A stand-in for :func:`storenode.host.repair.stripe_as_host`: the padded stripe
+    (or ``fail``), and the (work, slot) it was asked for."""
+
+    async def read(m: Manifest, slot: Slot) -> bytearray:
+        calls.append((m.cid, slot))
+        if fail is not None:
+            raise ContentUnavailableError(fail)
+        start = slot.stripe * m.stripe_size
+        return bytearray(DATA[start : start + m.stripe_size].ljust(m.stripe_size, b"\0"))
+
+    return read
+
+
+async def test_a_priced_works_chunk_is_rebuilt_by_asking_the_hosts_as_its_host(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="storenode.host.daemon")
+    repairer, store, chunk_id = setup(2, 3, _Priced())  # the last stripe: padded
+    repairer.slots_of = lambda c: [CONTRACT_SLOT] if c == chunk_id else []
+    calls: list[tuple[bytes, Slot]] = []
+    repairer.as_host = as_host_reading(calls)
+
+    assert await repairer.repair(chunk_id)
+
+    assert store.get(chunk_id) == bytes(SHARDS[2][3])
+    assert calls == [(MANIFEST.cid, CONTRACT_SLOT)]  # with the contract that proves it
+    assert (repairer.repaired, repairer.failed) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("slot", "fail", "why"),
+    [
+        (CONTRACT_SLOT, "1 of the k=3 packets needed", "could not be read as its host: 1 of"),
+        (Slot(MANIFEST.cid, 2, 3), None, "is priced and this node holds no receipt"),
+    ],
+)
+async def test_a_priced_works_chunk_the_hosts_do_not_help_rebuild_stays_as_it_was(
+    slot: Slot, fail: str | None, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="storenode.host.daemon")
+    repairer, store, chunk_id = setup(2, 3, _Priced())
+    repairer.slots_of = lambda c: [slot] if c == chunk_id else []
+    calls: list[tuple[bytes, Slot]] = []
+    repairer.as_host = as_host_reading(calls, fail)
+
+    assert not await repairer.repair(chunk_id)
+
+    with pytest.raises(ChunkCorruptError):
+        store.get(chunk_id)
+    assert len(calls) == (1 if slot.contract else 0)  # no contract to show: not asked
     assert why in caplog.text
 
 
