@@ -26,6 +26,7 @@ from storenode.host import (
     PacketsReply,
     PacketsRequest,
     Placement,
+    RepairRequest,
     Stored,
     StoredMany,
     StripePacket,
@@ -90,7 +91,7 @@ def put_of(shard: bytes, index: int, *, stripe: int = 0) -> ChunkPut:
     return ChunkPut(merkle_root(shard), Placement(CID, stripe, index, K, N), shard)
 
 
-Body = ChunkPut | ChunkGet | PacketRequest | PacketsRequest
+Body = ChunkPut | ChunkGet | PacketRequest | PacketsRequest | RepairRequest
 
 
 async def refused(client: RpcNode, addr: Addr, body: Body) -> str:
@@ -293,6 +294,15 @@ async def test_a_client_the_read_policy_refuses_gets_refused() -> None:
         assert "receipt" in await refused(client, addr, ChunkGet(put.chunk_id))
         assert await code_of(client, addr, PacketRequest(CID, 0)) == ErrorCode.REFUSED
         assert await code_of(client, addr, PacketsRequest(CID, [0, 1])) == ErrorCode.REFUSED
+
+
+async def test_a_host_that_checks_no_repairs_refuses_them() -> None:
+    _, shards = stripe_shards()
+    async with host_and_client(MemoryChunkStore(capacity=1 << 20)) as (client, addr, _):
+        await client.request(addr, put_of(shards[0], 0))
+        ask = RepairRequest(CID, 0, 1, bytes(32), 0, [])
+        assert await code_of(client, addr, ask) == ErrorCode.REFUSED
+        assert "answers no repairs" in await refused(client, addr, ask)
 
 
 def test_allow_all_satisfies_both_policies() -> None:
