@@ -182,21 +182,29 @@ async def test_a_read_that_fails_midway_says_why_and_where_after_correct_bytes(
     assert out.read_bytes() == SONG[:cut]
 
 
+@pytest.mark.parametrize("reserved", [True, False])
 async def test_a_file_the_node_cannot_write_is_an_output_error_not_the_works(
-    short_dir: Path,
+    short_dir: Path, reserved: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A file that cannot grow past 1 MiB, as a full disk: the node's reservation
+    of the whole file fails before the read starts; where the file system cannot
+    reserve (``reserved`` False), the write that reaches the 1 MiB fails."""
+    if not reserved:
+        monkeypatch.setattr(local.os, "posix_fallocate", lambda fd, offset, length: None)
     source = MemoryContentSource(piece=PIECE)
     cid = source.add("a.wav", "audio/wav", SONG)
-    # a regular file that cannot grow past 1 MiB: the disk full, as pwrite sees it
     fd = os.memfd_create("out", os.MFD_ALLOW_SEALING)
     try:
         os.ftruncate(fd, 1 << 20)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW)
+        at = 0 if reserved else 1 << 20
         with trio.fail_after(TIMEOUT):
             async with local_node(source, short_dir) as running:
-                with pytest.raises(OutputWriteError, match="writing the file failed at byte"):
+                failed_at = f"writing the file failed at byte {at}:"
+                with pytest.raises(OutputWriteError, match=failed_at):
                     await _in_thread(fetch_into, running, cid, fd)
-        assert os.pread(fd, 1 << 20, 0) == SONG[: 1 << 20]
+        assert os.pread(fd, 1 << 20, 0) == (bytes(1 << 20) if reserved else SONG[: 1 << 20])
+        assert source.reads == ([] if reserved else [(cid, 0, len(SONG))])
     finally:
         os.close(fd)
 
