@@ -126,6 +126,7 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool, force: bool)
         start = trio.current_time()
         try:
             with bar, open(partial, "wb") as out:
+                await trio.to_thread.run_sync(_reserve, out, info.length)
                 task = bar.add_task(info.name, total=info.length)
                 async for piece in fetcher.read(cid, 0, info.length):
                     # in a thread: a slow disk must not stall the requests in flight
@@ -200,6 +201,7 @@ def _gateway_streams(node: RunningNode, cid: bytes, out: Any, bar: Any) -> Conte
 
     with open_work(node, cid) as reader:
         info = reader.info
+        _reserve(out, info.length)
         buffer = memoryview(bytearray(PIECE_BYTES))
         task = bar.add_task(info.name, total=info.length)
         while got := reader.readinto(buffer):
@@ -290,6 +292,16 @@ def _sync(out: Any) -> None:
         os.fdatasync(out.fileno())
     except OSError as exc:
         raise _write_failed(out, exc) from None
+
+
+def _reserve(out: Any, length: int) -> None:
+    """Allocate the output's ``length`` bytes before the first is read: a disk without
+    room fails the command at once (the node does the same for a file it writes)."""
+    if length:
+        try:
+            os.posix_fallocate(out.fileno(), 0, length)
+        except OSError as exc:
+            raise _write_failed(out, exc) from None
 
 
 def _write_failed(out: Any, exc: OSError) -> Exception:

@@ -8,8 +8,10 @@ lies, and priced on a ledger.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -451,3 +453,15 @@ async def test_fetch_writes_the_work_whole_and_stream_writes_it_to_stdout(
             unknown = "0x" + keccak256(b"nothing").hex()
             assert await run_cli("--home", home, "stream", unknown) == 1
             assert b"no manifest" in capfdbinary.readouterr().err
+
+            # a disk without room for the work: refused before a byte is read
+            def full(fd: int, offset: int, length: int) -> None:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(os, "posix_fallocate", full)
+                again = tmp_path / "again.wav"
+                assert await run_cli("--home", home, "fetch", cid, "-o", str(again)) == 1
+            err = capfdbinary.readouterr().err
+            assert b"No space left on device" in err and b".again.wav." in err
+            assert not again.exists() and list(tmp_path.glob(".again.wav.*")) == []
