@@ -394,17 +394,14 @@ class FetchScheduler:
         host = self.hosts[open_[0][0].host]
         if any(ask.host != host.key for ask, _ in open_):
             raise ValueError("the requests of one batch go to one host")
-        sizes = [view(p.payload).nbytes for _, p in answers if p is not None]
-        if any(
-            p is not None and (p.k != self.k or view(p.payload).nbytes != self.shard_size)
-            for _, p in answers
-        ):
+        packets = [p for _, p in answers if p is not None]
+        if any(p.k != self.k or view(p.payload).nbytes != self.shard_size for p in packets):
             return self.distrust(host.key)
-        if sizes:
+        if packets:
             # the batch had its requests and the host's others in flight
             share = (host.in_flight - len(open_) + len(answers)) / len(answers)
-            self._measured(host, sum(sizes), sent, now, share)
-        self.stats.packets += len(sizes)
+            self._measured(host, len(packets) * self.shard_size, sent, now, share)
+        self.stats.packets += len(packets)
         cancel: list[int] = []
         for ask, packet in open_:
             closed = self._close(ask.id)
