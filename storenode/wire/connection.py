@@ -31,6 +31,7 @@ from storenode.identity import (
     SignatureInvalidError,
     verify,
 )
+from storenode.wire.buffers import unfilled
 from storenode.wire.errors import (
     ConnectionStateError,
     FrameDecryptError,
@@ -298,7 +299,8 @@ class WireConnection:
         # One buffer for the whole message: each frame is sealed in place.
         frames = 1 + -(-(size - first) // MAX_FRAME_PLAINTEXT)
         pending = len(self._outgoing)
-        out = bytearray(pending + frames * FRAME_OVERHEAD + MESSAGE_HEADER_SIZE + size)
+        # Every byte of it is written below: not zeroed first (wire.buffers).
+        out = unfilled(pending + frames * FRAME_OVERHEAD + MESSAGE_HEADER_SIZE + size)
         out[:pending] = self._outgoing
         try:
             with memoryview(out) as target:
@@ -307,6 +309,8 @@ class WireConnection:
                 )
                 for start in range(first, size, MAX_FRAME_PLAINTEXT):
                     at = self._seal_frame(view[start : start + MAX_FRAME_PLAINTEXT], target, at)
+            if at != len(out):  # never send a byte of what the allocator held before
+                raise RuntimeError(f"{at} bytes of frames sealed into a {len(out)}-byte buffer")
         except WireError:  # only the nonce running out, after 2^64 - 1 frames
             self._state = _State.FAILED
             raise
@@ -434,7 +438,7 @@ class WireConnection:
                 )
             if carried == size:
                 return plaintext[MESSAGE_HEADER_SIZE:]
-            self._body = bytearray(size)
+            self._body = unfilled(size)  # handed on only once every frame filled it
             self._body[:carried] = memoryview(plaintext)[MESSAGE_HEADER_SIZE:]
             self._filled = carried
             return None
