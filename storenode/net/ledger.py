@@ -66,6 +66,7 @@ from storenode.ledger.messages import NewBlock, NewTx
 from storenode.net.errors import LedgerStoppedError
 from storenode.net.ledger_gossip import (
     BLOCK_EXCUSED,
+    BLOCK_FANOUT,
     RETRY_AFTER,
     TX_FANOUT,
     TX_FAULTS,
@@ -360,6 +361,7 @@ async def open_ledger_node(
 
 __all__ = [
     "BLOCK_EXCUSED",
+    "BLOCK_FANOUT",
     "RETRY_AFTER",
     "TX_FANOUT",
     "TX_FAULTS",

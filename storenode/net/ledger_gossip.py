@@ -3,7 +3,8 @@
 A part of :class:`~storenode.net.ledger.LedgerService` (a mixin over the
 service's state; :class:`_Node` is what it uses). It keeps the peers (the
 configured ones, and those that told us their status), relays new
-transactions (to the validators and :data:`TX_FANOUT` others) and blocks,
+transactions and blocks (to the validators and a few others at random:
+:data:`TX_FANOUT`, :data:`BLOCK_FANOUT`),
 penalizes peers that break the rules, asks peers their status and syncs the
 blocks it lacks, and answers the peer-to-peer requests: ``ledger.tx``,
 ``ledger.block``, ``ledger.status`` and ``ledger.get_blocks``.
@@ -67,6 +68,16 @@ nodes that have validators among their peers: with each node relaying once to
 three, about 94% of all nodes see each transaction (the fraction π reached
 solves π = 1 − e^(−3π)), and every one of them that knows a validator hands
 it on."""
+BLOCK_FANOUT = 4
+"""Peers other than validators that a node relays a block from gossip to. The
+producer sends each block to every one of its peers; a relay sends it on to
+every validator among its peers (the next producer must have it to produce on
+time) and to four others picked at random, which do the same once: with each
+relaying to four, about 98% of the nodes the producer does not reach are
+reached (π = 1 − e^(−4π)). A node a block missed sees the next one ahead of
+its tip and syncs from its sender, or syncs at its next status poll (every 3
+block times). Relaying each block to every peer cost n·(n−1) messages per
+block over n nodes that are all each other's peers, every block time."""
 
 
 class _Node(Protocol):
@@ -105,6 +116,8 @@ class _Node(Protocol):
     async def _notify(self, key: bytes, body: msgspec.Struct) -> None: ...
 
     def _gossip(self, body: msgspec.Struct, exclude: bytes | None) -> None: ...
+
+    def _relay(self, body: msgspec.Struct, exclude: bytes | None, fanout: int) -> None: ...
 
     def _penalize(self, key: bytes, why: str) -> None: ...
 
@@ -186,19 +199,24 @@ class GossipAndSync:
         for key in self.gossip_peers(exclude):
             self._nursery.start_soon(self._notify, key, body)
 
+    def _relay(self: _Node, body: msgspec.Struct, exclude: bytes | None, fanout: int) -> None:
+        """Send ``body`` to every validator among the peers and to ``fanout`` other
+        peers picked at random (never to ``exclude``, the peer it came from)."""
+        peers = self.gossip_peers(exclude)
+        validators = [k for k in peers if k in self._validators]
+        others = [k for k in peers if k not in self._validators]
+        if len(others) > fanout:
+            others = self._rng.sample(others, fanout)
+        for key in validators + others:
+            self._nursery.start_soon(self._notify, key, body)
+
     def _relay_tx(self: _Node, body: NewTx, exclude: bytes | None) -> None:
         """Send a new transaction to every validator among the peers (they put it in
         blocks) and to :data:`TX_FANOUT` other peers picked at random, which do the
         same once: it spreads through the network in a few hops. Flooding it to every
         peer instead costs n·(n−1) messages per transaction over n nodes, and each
         host's proofs are transactions."""
-        peers = self.gossip_peers(exclude)
-        validators = [k for k in peers if k in self._validators]
-        others = [k for k in peers if k not in self._validators]
-        if len(others) > TX_FANOUT:
-            others = self._rng.sample(others, TX_FANOUT)
-        for key in validators + others:
-            self._nursery.start_soon(self._notify, key, body)
+        self._relay(body, exclude, TX_FANOUT)
 
     def _penalize(self: _Node, key: bytes, why: str) -> None:
         """Count a peer's misbehaviour against it (as a protocol violation) and
@@ -344,7 +362,7 @@ class GossipAndSync:
             return
         except LedgerStoppedError:
             return
-        self._gossip(body, key)
+        self._relay(body, key, BLOCK_FANOUT)  # the producer sent it to all of its peers
 
     def handle_status(self: _Node, conn: PeerConnection, body: msgspec.Struct) -> ChainStatus:
         assert isinstance(body, GetStatus)

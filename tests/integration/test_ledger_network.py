@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,7 +55,14 @@ from storenode.ledger.messages import (
     WorkReply,
     sync_reply,
 )
-from storenode.net.ledger import TX_FANOUT, LedgerService, Peer, open_ledger_node
+from storenode.net.ledger import (
+    BLOCK_FANOUT,
+    TX_FANOUT,
+    LedgerService,
+    Peer,
+    open_ledger_node,
+)
+from storenode.net.peer import PeerConnection
 from storenode.net.rpc import RpcNode, open_rpc_node
 from storenode.testing.ledger import (
     FEE,
@@ -207,6 +215,48 @@ async def test_a_transaction_costs_the_network_messages_per_node_not_per_pair(
         relayed = received - 1  # the wallet's submit is not a relay
         assert relayed <= len(nodes) * (1 + TX_FANOUT)
         assert relayed < len(nodes) * (len(nodes) - 2)
+
+
+async def test_a_block_costs_the_network_messages_per_node_not_per_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nine nodes, every one the peer of every other: the validator sends each block
+    to its eight peers and each of them relays it to BLOCK_FANOUT others, so every
+    node has every block while it crosses at most 8 + 8 × 4 = 40 links, not every
+    link (flooding: 8 + 8 × 7 = 64)."""
+    copies: Counter[int] = Counter()
+    handle_block = LedgerService.handle_block
+
+    async def counted(self: LedgerService, conn: PeerConnection, body: msgspec.Struct) -> None:
+        assert isinstance(body, NewBlock)
+        copies[decode_block(body.raw).header.height] += 1
+        await handle_block(self, conn, body)
+
+    monkeypatch.setattr(LedgerService, "handle_block", counted)
+    async with ledger_net(tmp_path, one_validator()) as net:
+        v = await net.start("validator", validator(0))
+        nodes = [v]
+        for i in range(8):
+            nodes.append(await net.start(f"follower-{i}", account(100 + i), list(nodes)))
+        await eventually(
+            lambda: all(len(n.service.gossip_peers()) == len(nodes) - 1 for n in nodes),
+            "every node knows every other",
+        )
+        first = v.chain.height + 1  # the first block produced with every link open
+        last = first + 3
+        # Relays of a block land within milliseconds; two block times later all have.
+        await eventually(
+            lambda: all(n.chain.height >= last + 2 for n in nodes),
+            "six more blocks everywhere",
+            timeout=20,
+        )
+        followers = len(nodes) - 1
+        for height in range(first, last + 1):
+            assert followers <= copies[height] <= followers * (1 + BLOCK_FANOUT), height
+            assert copies[height] < followers + followers * (followers - 1)
+            block = v.chain.store.block_bytes(height)
+            assert all(n.chain.store.block_bytes(height) == block for n in nodes)
+        assert sum(n.service.stats.blocks_refused for n in nodes) == 0
 
 
 async def test_a_transfer_sent_to_a_follower_reaches_the_validator_and_every_node_agrees(
