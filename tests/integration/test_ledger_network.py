@@ -195,14 +195,8 @@ async def test_a_transaction_costs_the_network_messages_per_node_not_per_pair(
     validator and TX_FANOUT others (flooding would send it over every link:
     9 × 7 = 63 times)."""
     async with ledger_net(tmp_path, one_validator()) as net:
-        v = await net.start("validator", validator(0))
-        nodes = [v]
-        for i in range(8):
-            nodes.append(await net.start(f"follower-{i}", account(100 + i), list(nodes)))
-        await eventually(
-            lambda: all(len(n.service.gossip_peers()) == len(nodes) - 1 for n in nodes),
-            "every node knows every other",
-        )
+        nodes = await _full_mesh(net, followers=8)
+        v = nodes[0]
         raw = transfer(account(0), account(1).address, tokens(3), 0)
         async with client() as wallet:
             reply = await wallet.request(nodes[-1].address, SubmitTx(raw))
@@ -234,14 +228,8 @@ async def test_a_block_costs_the_network_messages_per_node_not_per_pair(
 
     monkeypatch.setattr(LedgerService, "handle_block", counted)
     async with ledger_net(tmp_path, one_validator()) as net:
-        v = await net.start("validator", validator(0))
-        nodes = [v]
-        for i in range(8):
-            nodes.append(await net.start(f"follower-{i}", account(100 + i), list(nodes)))
-        await eventually(
-            lambda: all(len(n.service.gossip_peers()) == len(nodes) - 1 for n in nodes),
-            "every node knows every other",
-        )
+        nodes = await _full_mesh(net, followers=8)
+        v = nodes[0]
         first = v.chain.height + 1  # the first block produced with every link open
         last = first + 3
         # Relays of a block land within milliseconds; two block times later all have.
@@ -257,6 +245,18 @@ async def test_a_block_costs_the_network_messages_per_node_not_per_pair(
             block = v.chain.store.block_bytes(height)
             assert all(n.chain.store.block_bytes(height) == block for n in nodes)
         assert sum(n.service.stats.blocks_refused for n in nodes) == 0
+
+
+async def _full_mesh(net: LedgerNet, followers: int) -> list[Node]:
+    """The validator and ``followers`` nodes, each the peer of every other."""
+    nodes = [await net.start("validator", validator(0))]
+    for i in range(followers):
+        nodes.append(await net.start(f"follower-{i}", account(100 + i), list(nodes)))
+    await eventually(
+        lambda: all(len(n.service.gossip_peers()) == len(nodes) - 1 for n in nodes),
+        "every node knows every other",
+    )
+    return nodes
 
 
 async def test_a_transfer_sent_to_a_follower_reaches_the_validator_and_every_node_agrees(
