@@ -227,7 +227,7 @@ async def _write_work(
 
 async def _pieces(content: ContentSource, cid: bytes, length: int) -> AsyncGenerator[bytes, None]:
     """The work's non-empty pieces, with the source's read closed however it ends."""
-    source = content.read(cid, 0, length)
+    source = content.read(cid, 0, length, bulk=True)  # a file, not a stream
     try:
         async for piece in source:
             if piece:

@@ -128,7 +128,7 @@ async def _fetch(home: Any, cid: bytes, path: Path, show_bar: bool, force: bool)
             with bar, open(partial, "wb") as out:
                 await trio.to_thread.run_sync(_reserve, out, info.length)
                 task = bar.add_task(info.name, total=info.length)
-                async for piece in fetcher.read(cid, 0, info.length):
+                async for piece in fetcher.read(cid, 0, info.length, bulk=True):
                     # in a thread: a slow disk must not stall the requests in flight
                     await trio.to_thread.run_sync(_write, out, piece, check)
                     bar.advance(task, len(piece))

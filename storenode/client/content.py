@@ -60,10 +60,12 @@ class ContentSource(Protocol):
         """The work's name, media type and length (raises a :class:`ContentError`)."""
         ...
 
-    def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+    def read(self, cid: bytes, start: int, end: int, *, bulk: bool = False) -> AsyncIterator[bytes]:
         """Bytes ``[start, end)`` of the work, in order, in pieces of any size.
 
         ``0 <= start <= end <= length``. Raises a :class:`ContentError` before or
-        while yielding; what was yielded before is correct.
+        while yielding; what was yielded before is correct. ``bulk``: the caller
+        wants all the bytes soon rather than the first ones first (a file being
+        written, not a stream being played); a source may read differently then.
         """
         ...

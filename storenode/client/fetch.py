@@ -169,7 +169,9 @@ class Fetcher:
         m = await self.manifest(cid)
         return ContentInfo(cid, m.name, m.media_type, m.length, self.registered(cid))
 
-    async def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(
+        self, cid: bytes, start: int, end: int, *, bulk: bool = False
+    ) -> AsyncIterator[bytes]:
         m = await self.manifest(cid)
         if not 0 <= start <= end <= m.length:
             raise ValueError(f"bytes {start}..{end} are not within the work's {m.length}")
@@ -181,7 +183,7 @@ class Fetcher:
                 f"no host announces work {cid.hex()} in the DHT: it is not pinned, or its "
                 "hosts are gone"
             )
-        run = StripeRead(self, m, contacts, start, end)
+        run = StripeRead(self, m, contacts, start, end, bulk=bulk)
         send, receive = trio.open_memory_channel[bytes | ContentError](0)
         scope = trio.CancelScope()
         self._nursery.start_soon(run.produce, send, scope)

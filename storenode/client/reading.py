@@ -104,6 +104,8 @@ class StripeRead:
         contacts: dict[bytes, Contact],
         start: int,
         end: int,
+        *,
+        bulk: bool = False,
     ) -> None:
         self.fetcher = fetcher
         self.m = manifest
@@ -120,7 +122,8 @@ class StripeRead:
             first=start // size,
             last=(end - 1) // size,
             window=opts.window,
-            start_window=opts.start_window,
+            # A bulk read wants every stripe, not the first byte soon: no slow start.
+            start_window=opts.window if bulk else opts.start_window,
             extra=opts.extra,
             urgent=opts.urgent,
             per_host=opts.per_host,

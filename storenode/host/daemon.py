@@ -308,7 +308,9 @@ class _NoReader:
     async def open(self, cid: bytes) -> ContentInfo:
         raise ContentUnavailableError("this node serves no gateway")
 
-    async def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(
+        self, cid: bytes, start: int, end: int, *, bulk: bool = False
+    ) -> AsyncIterator[bytes]:
         raise ContentUnavailableError("this node serves no gateway")
         yield b""  # pragma: no cover - makes this an async generator
 

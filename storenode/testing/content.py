@@ -63,6 +63,8 @@ class MemoryContentSource:
         self.fail_at: dict[bytes, int] = {}
         self.before_piece: Callable[[bytes, int], Awaitable[None]] | None = None
         self.reads: list[tuple[bytes, int, int]] = []
+        self.bulk_reads: list[bool] = []
+        """Whether each read of :attr:`reads` was asked as a bulk read."""
         self.unregistered: set[bytes] = set()
 
     def add(self, name: str, media_type: str, data: bytes) -> bytes:
@@ -80,7 +82,7 @@ class MemoryContentSource:
         registered = cid not in self.unregistered
         return ContentInfo(cid, work.name, work.media_type, len(work.data), registered)
 
-    def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+    def read(self, cid: bytes, start: int, end: int, *, bulk: bool = False) -> AsyncIterator[bytes]:
         work = self.works.get(cid)
         if work is None:
             raise ContentNotFoundError(f"no manifest found for work {cid.hex()}")
@@ -89,6 +91,7 @@ class MemoryContentSource:
                 f"bytes [{start}, {end}) are not inside work {cid.hex()} of {len(work.data)} bytes"
             )
         self.reads.append((cid, start, end))
+        self.bulk_reads.append(bulk)
         return self._pieces(cid, work.data, start, end)
 
     async def _pieces(self, cid: bytes, data: bytes, start: int, end: int) -> AsyncIterator[bytes]:

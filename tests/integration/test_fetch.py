@@ -313,6 +313,26 @@ async def test_wide_windows_and_narrow_ones_read_the_same_bytes() -> None:
                     assert await read_all(f, s.manifest.cid, 0, len(s.data)) == s.data
 
 
+async def test_a_bulk_read_asks_for_its_whole_window_at_once() -> None:
+    """A stream opens its window a stripe at a time, so its first stripe does not
+    share the hosts with many others; a bulk read (a file being written) wants
+    every stripe and asks for the whole window before its first one is in."""
+    with trio.fail_after(LIMIT):
+        async with published() as s:
+            asked: dict[bool, int] = {}
+            for bulk in (False, True):
+                async with fetcher_of(s.reader) as f:
+                    pieces = f.read(s.manifest.cid, 0, len(s.data), bulk=bulk)
+                    out = bytearray(await pieces.__anext__())
+                    asked[bulk] = f.stats.requests
+                    async for piece in pieces:
+                        out += piece
+                    assert bytes(out) == s.data
+            window = FetchOptions().window
+            assert asked[True] >= K * window
+            assert asked[False] < K * FetchOptions().start_window * 3
+
+
 # -- the ledger: the registry entry and payment ----------------------------------------------
 
 

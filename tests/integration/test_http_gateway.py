@@ -122,6 +122,7 @@ async def test_ranges_at_random_offsets_come_back_byte_exact() -> None:
                 first = rng.randrange(len(SONG))
                 last = rng.randrange(first, min(len(SONG), first + 3 * PIECE))
                 node.content.reads.clear()
+                node.content.bulk_reads.clear()
                 reply = await client.get(
                     f"/content/0x{cid.hex()}", headers={"Range": f"bytes={first}-{last}"}
                 )
@@ -131,6 +132,7 @@ async def test_ranges_at_random_offsets_come_back_byte_exact() -> None:
                 assert reply.headers["content-length"] == str(last + 1 - first)
                 # A seek fetches the bytes under the range, not the work.
                 assert node.content.reads == [(cid, first, last + 1)]
+                assert node.content.bulk_reads == [False]  # a player waits for the first byte
 
 
 async def test_a_suffix_range_gives_the_end_of_the_work() -> None:

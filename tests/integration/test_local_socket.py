@@ -109,6 +109,7 @@ async def test_the_node_writes_the_whole_work_into_the_file_sent(
     assert out.read_bytes() == SONG
     assert progress == [1 << 20, 2 << 20, 3 << 20]  # each MiB passed, in order
     assert source.reads == [(cid, 0, len(SONG))]
+    assert source.bulk_reads == [True]  # a file being written: no slow start
 
 
 async def test_an_empty_work_is_an_empty_file(short_dir: Path, tmp_path: Path) -> None:

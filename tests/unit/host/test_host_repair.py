@@ -82,7 +82,7 @@ class _Priced:
     async def open(self, cid: bytes) -> ContentInfo:
         raise AssertionError("repair reads, it does not open")
 
-    def read(self, cid: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+    def read(self, cid: bytes, start: int, end: int, *, bulk: bool = False) -> AsyncIterator[bytes]:
         raise PaymentRequiredError("work costs 2 tokens", price=2, cap=0)
 
 
