@@ -27,6 +27,8 @@ import os
 from collections.abc import Callable
 from functools import cache
 
+from storenode.buffers import unfilled
+
 SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -84,7 +86,7 @@ def read_if_cached(fd: int, size: int) -> bytearray | None:
     if _RWF_NOWAIT is None:
         raise NoWaitUnsupportedError
     want = min(os.fstat(fd).st_size, size + 1)
-    buffer = bytearray(want)
+    buffer = unfilled(want)  # returned only once the read filled all of it
     try:
         got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT) if want else 0
     except BlockingIOError:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+from storenode.buffers import unfilled
 from storenode.identity import (
     PUBLIC_KEY_SIZE,
     SIGNATURE_SIZE,
@@ -31,7 +32,6 @@ from storenode.identity import (
     SignatureInvalidError,
     verify,
 )
-from storenode.wire.buffers import unfilled
 from storenode.wire.errors import (
     ConnectionStateError,
     FrameDecryptError,
@@ -299,7 +299,7 @@ class WireConnection:
         # One buffer for the whole message: each frame is sealed in place.
         frames = 1 + -(-(size - first) // MAX_FRAME_PLAINTEXT)
         pending = len(self._outgoing)
-        # Every byte of it is written below: not zeroed first (wire.buffers).
+        # Every byte of it is written below: not zeroed first (storenode.buffers).
         out = unfilled(pending + frames * FRAME_OVERHEAD + MESSAGE_HEADER_SIZE + size)
         out[:pending] = self._outgoing
         try:

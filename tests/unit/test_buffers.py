@@ -1,4 +1,4 @@
-"""storenode.wire.buffers: buffers allocated without zeroing, for the wire to fill."""
+"""storenode.buffers: buffers allocated without zeroing, for their users to fill."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storenode.wire.buffers import unfilled
+from storenode.buffers import unfilled
 
 
 @given(st.integers(min_value=0, max_value=1 << 21))
