@@ -258,12 +258,20 @@ def test_the_head_stripe_is_asked_for_even_when_no_group_fits_the_window() -> No
     assert sched.done
 
 
-def test_a_batch_answer_feeds_its_stripes_and_the_ones_left_out_go_elsewhere() -> None:
+def _batch_of_stripes_1_to_3(
+    extra: int,
+) -> tuple[Work, FetchScheduler, list[Ask], list[Ask]]:
+    """A read of 9 stripes on three hosts whose first plan batches stripes 1-3."""
     work = Work.random(1, 3, 9)
-    sched = scheduler(work, [A, B, C], window=5, urgent=1, extra=0, batch=4, per_host=8)
+    sched = scheduler(work, [A, B, C], window=5, urgent=1, extra=extra, batch=4, per_host=8)
     asks = sched.plan(0.0)
     (batch,) = [r for r in _on_the_wire(asks) if len(r) > 1]
     assert [a.stripe for a in batch] == [1, 2, 3]
+    return work, sched, asks, batch
+
+
+def test_a_batch_answer_feeds_its_stripes_and_the_ones_left_out_go_elsewhere() -> None:
+    work, sched, asks, batch = _batch_of_stripes_1_to_3(extra=0)
     host = batch[0].host
     # the host holds stripes 1 and 3, not 2
     answers = [(a.id, None if a.stripe == 2 else work.packet(a.stripe, 0)) for a in batch]
@@ -280,11 +288,7 @@ def test_a_batch_answer_feeds_its_stripes_and_the_ones_left_out_go_elsewhere() -
 
 
 def test_a_stripe_completed_meanwhile_is_dropped_from_its_batch_answer() -> None:
-    work = Work.random(1, 3, 9)
-    sched = scheduler(work, [A, B, C], window=5, urgent=1, extra=1, batch=4, per_host=8)
-    asks = sched.plan(0.0)
-    (batch,) = [r for r in _on_the_wire(asks) if len(r) > 1]
-    assert [a.stripe for a in batch] == [1, 2, 3]
+    work, sched, asks, batch = _batch_of_stripes_1_to_3(extra=1)
     for a in asks:
         if a.stripe == 0:
             sched.on_packet(a.id, work.packet(0, 0), 0.1)
