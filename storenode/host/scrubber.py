@@ -14,7 +14,10 @@ with the works it belongs to, keeps the set of damaged chunks for
 ``on_damaged`` (the node's :class:`~storenode.host.repair.Repairer`). A chunk
 repaired leaves the set at once (:meth:`Scrubber.healed`); one found damaged in
 one pass and intact in the next (deleted and stored again) leaves it at the end
-of that pass.
+of that pass. A slice reads its chunks in a worker thread while repairs go on:
+a chunk repaired while its slice was out may have been read before the repair,
+so that slice's word on it is dropped (the next pass reads it again), not
+handed to repair a second time.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class Scrubber:
         self.passes = 0
         """Complete passes over the store."""
         self._this_pass: set[bytes] = set()
+        self._healed_in_slice: set[bytes] = set()  # while the slice being read is out
 
     async def run(self) -> None:
         """Scrub until cancelled; returns at once when the rate is 0."""
@@ -81,6 +85,7 @@ class Scrubber:
         budget = max(1, int(self.rate * self.slice_seconds))
         while True:
             started = trio.current_time()
+            self._healed_in_slice = set()
             try:
                 part = await self.in_thread(self.store.scrub_part, after, budget)
             except StoreClosedError:
@@ -110,6 +115,8 @@ class Scrubber:
 
     def _found(self, part: ScrubPart) -> None:
         for chunk_id in part.corrupt:
+            if chunk_id in self._healed_in_slice:
+                continue  # perhaps read before it was repaired: the next pass tells
             self._this_pass.add(chunk_id)
             self.on_damaged(chunk_id)
             if chunk_id in self.damaged:
@@ -127,6 +134,7 @@ class Scrubber:
         """``chunk_id`` is intact again (repaired): it leaves the damaged set now."""
         self.damaged.discard(chunk_id)
         self._this_pass.discard(chunk_id)
+        self._healed_in_slice.add(chunk_id)
 
     def _pass_done(self) -> None:
         self.passes += 1

@@ -121,6 +121,43 @@ async def test_each_pass_hands_every_damaged_chunk_to_repair_and_a_healed_one_le
             nursery.cancel_scope.cancel()
 
 
+async def test_a_chunk_repaired_while_its_slice_was_read_is_not_handed_to_repair_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The slice reads the damaged copy; the repair (from the last pass) lands before the
+    slice returns. Seen in an end-to-end run: each such chunk was rebuilt twice, counted
+    twice and said to be damaged after it was repaired."""
+    caplog.set_level(logging.INFO, logger="storenode.host.daemon")
+    chunks = [chunk(n) for n in range(4)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many(chunks)
+        cid, data = chunks[2]
+        damage(tmp_path / "s", cid)
+        handed: list[bytes] = []
+        scrubber: Scrubber
+
+        async def repair_lands_meanwhile(
+            fn: Callable[[bytes | None, int], ScrubPart], *args: Any
+        ) -> ScrubPart:
+            part = fn(*args)  # read while still damaged
+            if scrubber.passes == 1 and cid in part.corrupt:
+                store.put(cid, data)
+                scrubber.healed(cid)
+            return part
+
+        scrubber = Scrubber(
+            store, 1 << 20, on_damaged=handed.append, in_thread=repair_lands_meanwhile
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(scrubber.run)
+            await passes(scrubber, 3)
+            nursery.cancel_scope.cancel()
+    assert handed == [cid], "handed over by the first pass only"
+    assert scrubber.damaged == set()
+    said = [r for r in caplog.records if "damaged on disk" in r.getMessage()]
+    assert len(said) == 1, "not said to be damaged after its repair"
+
+
 async def test_a_rate_of_zero_scrubs_nothing(tmp_path: Path) -> None:
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(*chunk(1))
