@@ -619,8 +619,7 @@ def test_a_read_delivers_every_stripe_right_or_names_the_stripe_it_cannot(
         elif behaviour == "fail":
             for a in request:
                 cancel(sched.on_miss(a.id, Miss.FAILED, now))
-        elif request[0].shard is not None:
-            ask = request[0]
+        elif (ask := request[0]).shard is not None:
             shard = work.shard(ask.stripe, ask.shard)
             if ask.shard != j:  # a host holds only its own shard
                 sched.on_miss(ask.id, Miss.ABSENT, now)
