@@ -4,7 +4,8 @@ says so once, and forgets a chunk that is intact again."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,18 @@ def damage(store_path: Path, chunk_id: bytes) -> None:
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0x01
     path.write_bytes(raw)
+
+
+@contextmanager
+def one_damaged(tmp_path: Path, index: int) -> Iterator[tuple[DiskChunkStore, bytes, bytes]]:
+    """A store of four chunks, chunk ``index`` damaged on disk: the store, its id and
+    its intact bytes."""
+    chunks = [chunk(n) for n in range(4)]
+    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
+        store.put_many(chunks)
+        cid, data = chunks[index]
+        damage(tmp_path / "s", cid)
+        yield store, cid, data
 
 
 async def inline(fn: Callable[[bytes | None, int], ScrubPart], *args: Any) -> ScrubPart:
@@ -78,11 +91,7 @@ async def test_a_chunk_stored_again_intact_leaves_the_damaged_set_after_a_pass(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
 ) -> None:
     caplog.set_level(logging.INFO, logger="storenode.host.daemon")
-    chunks = [chunk(n) for n in range(4)]
-    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
-        store.put_many(chunks)
-        cid, data = chunks[1]
-        damage(tmp_path / "s", cid)
+    with one_damaged(tmp_path, 1) as (store, cid, data):
         scrubber = scrubber_of(store, 1 << 20)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(scrubber.run)
@@ -128,11 +137,7 @@ async def test_a_chunk_repaired_while_its_slice_was_read_is_not_handed_to_repair
     slice returns. Seen in an end-to-end run: each such chunk was rebuilt twice, counted
     twice and said to be damaged after it was repaired."""
     caplog.set_level(logging.INFO, logger="storenode.host.daemon")
-    chunks = [chunk(n) for n in range(4)]
-    with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
-        store.put_many(chunks)
-        cid, data = chunks[2]
-        damage(tmp_path / "s", cid)
+    with one_damaged(tmp_path, 2) as (store, cid, data):
         handed: list[bytes] = []
         scrubber: Scrubber
 
