@@ -36,6 +36,7 @@ from pathlib import Path
 
 import trio
 
+from storenode.coding.kernel import backend as gf_backend
 from storenode.config import write_atomic
 from storenode.dht import Contact, DhtNode
 from storenode.groups import single
@@ -252,6 +253,11 @@ async def open_host_node(
     config = loaded.home.config
     if config.public_host is None:
         raise AdvertiseMissingError(config.listen_host, loaded.home.config_path)
+    # Choose (and log) the GF(2^8) kernel now rather than on the first decode or
+    # recoding: finding and loading ISA-L costs ~8 ms in a node, which a listener's
+    # read would otherwise wait for, and a STORENODE_GF_BACKEND that names no kernel
+    # stops the node here, saying so, instead of failing every read.
+    gf_backend()
     try:
         # The stores close last: after the nursery (no task uses them) and the
         # wire (no request handler does); a write in progress holds their lock.

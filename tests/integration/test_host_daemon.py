@@ -37,6 +37,8 @@ from contracts import (
 from contracts.encoding import encode
 from contracts.events import WindowSettled
 from contracts.tx import TERMS_DOMAIN, Tx
+from storenode.coding import kernel
+from storenode.coding.kernel import GfBackendUnavailableError
 from storenode.coding.merkle import contract_root
 from storenode.config import Config, PeerSpec
 from storenode.dht import Record, parse_provider
@@ -577,6 +579,33 @@ async def test_a_host_on_every_interface_without_an_advertised_address_refuses_t
         async with network(tmp_path) as net:
             home = net.home("wildcard", account(4), listen_host="0.0.0.0")
             with pytest.raises(AdvertiseMissingError, match=r"wire\.advertise"):
+                async with open_host_node(home):
+                    pass  # pragma: no cover - it must not start
+            assert not (home / "data" / "chunks").exists()
+
+
+async def test_a_host_names_its_gf_kernel_as_it_starts_not_at_its_first_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(kernel, "_backend", None)  # as in a fresh process
+    caplog.set_level(logging.INFO, logger="storenode.coding.kernel")
+    with trio.fail_after(WAIT):
+        async with network(tmp_path) as net:
+            net.home("fresh", account(4))
+            await net.start("fresh")
+            said = [r.getMessage() for r in caplog.records if r.name == "storenode.coding.kernel"]
+            assert said == [f"GF(2^8) kernel: {kernel.backend_name()}"]
+
+
+async def test_a_host_told_to_use_an_unknown_gf_kernel_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernel, "_backend", None)
+    with trio.fail_after(WAIT):
+        async with network(tmp_path) as net:
+            home = net.home("misled", account(4))
+            monkeypatch.setenv(kernel.ENV_VAR, "gpu")
+            with pytest.raises(GfBackendUnavailableError, match="STORENODE_GF_BACKEND='gpu'"):
                 async with open_host_node(home):
                     pass  # pragma: no cover - it must not start
             assert not (home / "data" / "chunks").exists()

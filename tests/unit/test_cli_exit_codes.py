@@ -11,6 +11,7 @@ from storenode.cli.common import OutputExistsError, exit_code
 from storenode.client.content import ContentNotFoundError, PaymentRequiredError
 from storenode.client.ledger import ClientError
 from storenode.client.via_node import OutputWriteError
+from storenode.coding.kernel import GfBackendUnavailableError
 from storenode.config import ConfigError
 from storenode.home import HomeError, KeyFileError, KeyFileExistsError
 from storenode.ledger import ChainStoreError, GenesisInvalidError
@@ -29,6 +30,7 @@ def _instance(cls: type[Exception]) -> Exception:
         (KeyFileExistsError, 1),  # before KeyFileError, its base, which is 2
         (OutputWriteError, 1),
         (ConfigError, 2),
+        (GfBackendUnavailableError, 2),  # STORENODE_GF_BACKEND names no kernel that loads
         (KeyFileError, 2),
         (GenesisInvalidError, 2),
         (LocalnetParamsError, 2),  # before LocalnetError, its base, which is 1
