@@ -172,7 +172,7 @@ _EXIT_CODES: tuple[tuple[str, str, int], ...] = (
     ("storenode.home", "KeyFileExistsError", 1),
     ("storenode.client.via_node", "OutputWriteError", 1),
     ("storenode.config.reading", "ConfigError", 2),
-    ("storenode.coding.kernel", "GfBackendUnavailableError", 2),  # STORENODE_GF_BACKEND
+    ("storenode.coding.errors", "GfBackendUnavailableError", 2),  # STORENODE_GF_BACKEND
     ("storenode.home", "KeyFileError", 2),
     ("storenode.ledger.errors", "GenesisInvalidError", 2),
     ("storenode.localnet.homes", "LocalnetParamsError", 2),

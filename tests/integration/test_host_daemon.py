@@ -38,7 +38,7 @@ from contracts.encoding import encode
 from contracts.events import WindowSettled
 from contracts.tx import TERMS_DOMAIN, Tx
 from storenode.coding import kernel
-from storenode.coding.kernel import GfBackendUnavailableError
+from storenode.coding.errors import GfBackendUnavailableError
 from storenode.coding.merkle import contract_root
 from storenode.config import Config, PeerSpec
 from storenode.dht import Record, parse_provider

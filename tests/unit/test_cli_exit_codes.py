@@ -11,7 +11,7 @@ from storenode.cli.common import OutputExistsError, exit_code
 from storenode.client.content import ContentNotFoundError, PaymentRequiredError
 from storenode.client.ledger import ClientError
 from storenode.client.via_node import OutputWriteError
-from storenode.coding.kernel import GfBackendUnavailableError
+from storenode.coding.errors import GfBackendUnavailableError
 from storenode.config import ConfigError
 from storenode.home import HomeError, KeyFileError, KeyFileExistsError
 from storenode.ledger import ChainStoreError, GenesisInvalidError
