@@ -147,6 +147,13 @@ class Uploader:
         finally:
             with trio.CancelScope(shield=True):
                 await self.saver.save_acks(work)
+        missing = sorted({h for v in needs.values() for h, pos, _ in v if pos not in work.acked[h]})
+        if missing:  # a host's senders stop early only by failing, which raised above;
+            # this keeps shards no host acknowledged from ever counting as stored
+            who = ", ".join(journal.hosts[h].who for h in missing)
+            raise HostFailedError(
+                f"hosts {who} did not acknowledge every shard sent them; {RESUME_HINT}"
+            )
         work.upload_seconds = time.perf_counter() - started
         log.info("uploaded %d chunks of %s in %.2f s", count, work.file.name, work.upload_seconds)
 
@@ -165,13 +172,21 @@ class Uploader:
         def encode_batch(batch: Sequence[int]) -> list[list[memoryview]]:
             return [code.encode_stripe(_stripe(work.data, s, size)) for s in batch]
 
+        gone: set[int] = set()  # hosts whose senders have all stopped
         try:
             for b in range(0, len(stripes), per_batch):
                 batch = stripes[b : b + per_batch]
                 coded = await trio.to_thread.run_sync(encode_batch, batch, limiter=self.coding)
                 for s, shards in zip(batch, coded, strict=True):
                     for h, pos, i in needs[s]:
-                        await queues[h].send((pos, s, i, shards[i]))
+                        if h in gone:
+                            continue
+                        try:
+                            await queues[h].send((pos, s, i, shards[i]))
+                        except trio.BrokenResourceError:
+                            # The host's senders stop only by failing (their error says
+                            # why) or by being cancelled: its shards wait for the rerun.
+                            gone.add(h)
         finally:
             for queue in queues.values():
                 queue.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,15 +35,24 @@ from storenode.client.ledger import open_home_client
 from storenode.config import load_config, write_config
 from storenode.dht import Contact
 from storenode.home import Home, init_home, open_home
+from storenode.host.chunks import ChunkService
 from storenode.host.daemon import HostNode
-from storenode.host.messages import ContractAccepted, ContractProposal
+from storenode.host.messages import ChunkPutMany, ContractAccepted, ContractProposal, StoredMany
 from storenode.identity import Identity, address_hex, keccak256
 from storenode.localnet import init_localnet
 from storenode.localnet.homes import HOST_PRICE
 from storenode.net.dht import open_dht_node
+from storenode.net.errors import RequestRefusedError
 from storenode.net.peer import PeerConnection
 from storenode.node import open_host_node
-from storenode.publish import HostFailedError, Stage, WorkFile, WorkOwnedError, discover_works
+from storenode.publish import (
+    HostFailedError,
+    HostRefusedError,
+    Stage,
+    WorkFile,
+    WorkOwnedError,
+    discover_works,
+)
 from storenode.publish.journal import JournalStore
 from storenode.publish.manifest import decode_manifest, manifest_hash, verify_manifest
 from storenode.publish.pipeline import (
@@ -61,7 +71,7 @@ from storenode.publish.records import (
     hosts_key,
     manifest_key,
 )
-from storenode.wire.messages import default_registry
+from storenode.wire.messages import ErrorCode, default_registry
 
 pytestmark = pytest.mark.slow
 
@@ -455,6 +465,38 @@ async def test_a_host_killed_mid_upload_stops_the_publish_which_resumes_when_it_
 
         assert result.status == "published"
         check_stored(net, work, result)
+
+
+async def test_a_host_refusing_its_shards_mid_upload_stops_the_publish_with_its_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with local_net(tmp_path) as net:
+        (work,) = write_works(tmp_path / "one", {"long.wav": 6_000_000})
+        first: list[bytes] = []  # the first host asked to store shards refuses them
+
+        def refusing(service: ChunkService, key: bytes) -> Callable[..., StoredMany]:
+            original = service.put_many
+
+            def put_many(uploader_key: bytes, req: ChunkPutMany) -> StoredMany:
+                first.append(key)
+                if first[0] != key:
+                    return original(uploader_key, req)
+                time.sleep(0.5)  # slow to say so: the publisher's queue for it fills up
+                raise RequestRefusedError(ErrorCode.REFUSED, "its disk is failing")
+
+            return put_many
+
+        for host in net.hosts.values():
+            assert host.chunks is not None
+            monkeypatch.setattr(
+                host.chunks, "put_many", refusing(host.chunks, host.identity.public_key)
+            )
+
+        with pytest.raises(HostRefusedError) as info:
+            await publish(net, [work], options(per_host=1))
+        message = str(info.value)
+        assert "its disk is failing" in message
+        assert "run the same command again to resume" in message
 
 
 async def test_a_work_registered_to_someone_else_is_refused_naming_the_owner(
