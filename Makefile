@@ -17,7 +17,7 @@ lint: setup
 	$(BIN)/ruff format --check storenode contracts tests
 
 typecheck: setup
-	$(BIN)/mypy storenode contracts
+	$(BIN)/mypy storenode contracts tests
 
 unit: setup
 	$(BIN)/python -m pytest -q tests

@@ -70,9 +70,11 @@ _BLOBS = st.sampled_from(_SIZES).flatmap(lambda n: st.binary(min_size=n, max_siz
 @cache
 def _leaves(codec: Codec) -> st.SearchStrategy[Any]:
     """Values to put in place of another: every type the codec has, at its edges."""
-    scalars = st.one_of(st.none(), st.booleans(), _ints(codec), st.floats(), _TEXTS)
+    scalars: st.SearchStrategy[Any] = st.one_of(
+        st.none(), st.booleans(), _ints(codec), st.floats(), _TEXTS
+    )
     if codec == "msgpack":
-        scalars = scalars | _BLOBS
+        scalars = st.one_of(scalars, _BLOBS)
     return st.one_of(
         scalars,
         _not_utf8(codec),

@@ -38,7 +38,7 @@ from storenode.localnet.processes import (
     load_record,
     start_nodes,
 )
-from storenode.store.disk import CHUNKS_DIR
+from storenode.store.disk_layout import CHUNKS_DIR
 from storenode.testing.catalogue import random_bytes, write_catalogue
 
 pytestmark = pytest.mark.slow
@@ -401,10 +401,13 @@ def test_a_host_with_damaged_chunks_is_caught_by_readers_and_by_its_proofs_then_
         # every damaged chunk found and rebuilt byte-exact, a priced work's too (its
         # stripes read as the chunks' host, chunk.repair, with no receipt)
         status = fetch_status(http)
+        if status is None:  # the node did not answer this time: ask again
+            return False
         rebuilt = sum(path.read_bytes() == data for path, data in intact.items())
-        return rebuilt == status["repaired"] == len(intact) and status["damaged"] == 0
+        return bool(rebuilt == status["repaired"] == len(intact) and status["damaged"] == 0)
 
     eventually(settled_repair, f"{victim} found and rebuilt its {len(intact)} chunks", 90)
-    assert fetch_status(http)["repair_waiting"] == 0
+    status = fetch_status(http)
+    assert status is not None and status["repair_waiting"] == 0
     proven = net.windows(victim)[0]
     eventually(lambda: net.windows(victim)[0] > proven, f"{victim} proves again")

@@ -192,7 +192,7 @@ def _home(tmp_path: Path, running: RunningNode | None, *, port: int = 0) -> Path
     return home
 
 
-async def _storenode(home: Path, *args: str) -> trio.Process:
+async def _storenode(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "STORENODE_HOME"}
     return await trio.run_process(
         [sys.executable, "-m", "storenode.cli", "--home", str(home), *args],

@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 
@@ -31,6 +32,7 @@ from storenode.host import (
     StoredMany,
     StripePacket,
 )
+from storenode.net.peer import PeerConnection
 from storenode.net.rpc import RpcNode, open_rpc_node
 from storenode.store import MemoryChunkStore
 from storenode.wire.errors import RemoteError
@@ -114,7 +116,7 @@ async def test_a_put_under_the_policy_is_stored_and_read_back_byte_exact() -> No
         assert await client.request(addr, put) == Stored(put.chunk_id)
         assert await client.request(addr, put) == Stored(put.chunk_id)  # idempotent
         reply = await client.request(addr, ChunkGet(put.chunk_id))
-        assert reply == ChunkData(shards[4])
+        assert reply == ChunkData(memoryview(shards[4]))
         assert store.chunk_count == 1
 
 
@@ -141,7 +143,8 @@ async def test_a_batch_of_puts_is_stored_whole_and_read_back() -> None:
         assert await client.request(addr, ChunkPutMany(puts)) == reply  # idempotent
         assert store.chunk_count == 4
         for put in puts:
-            assert await client.request(addr, ChunkGet(put.chunk_id)) == ChunkData(put.data)
+            got = await client.request(addr, ChunkGet(put.chunk_id))
+            assert got == ChunkData(memoryview(put.data))
         # The stripe's shards were indexed: the host answers packets of it.
         packet = await client.request(addr, PacketRequest(CID, 1))
         assert isinstance(packet, PacketReply) and packet.payload == more[5]
@@ -194,7 +197,7 @@ async def test_a_full_host_refuses_saying_so_and_keeps_every_stored_byte() -> No
         assert store.chunk_count == 2 and store.used_bytes == 2 * BLOCK
         for i in (0, 1):
             reply = await client.request(addr, ChunkGet(merkle_root(shards[i])))
-            assert reply == ChunkData(shards[i])
+            assert reply == ChunkData(memoryview(shards[i]))
 
 
 async def test_an_unknown_chunk_is_not_found() -> None:
@@ -246,7 +249,7 @@ async def test_a_host_holding_one_shard_answers_with_that_shard_as_a_packet() ->
         await client.request(addr, put_of(shards[4], 4))
         reply = await client.request(addr, PacketRequest(CID, 0))
         expected = shard_packet(code, 4, shards[4])
-        assert reply == PacketReply(expected.coefficients, shards[4])
+        assert reply == PacketReply(expected.coefficients, memoryview(shards[4]))
 
 
 async def test_a_batch_gets_a_packet_of_each_stripe_held_in_the_order_asked() -> None:
@@ -258,11 +261,11 @@ async def test_a_batch_gets_a_packet_of_each_stripe_held_in_the_order_asked() ->
         reply = await client.request(addr, PacketsRequest(CID, [3, 1, 0, 2]))
         row = code.generator[4].tobytes()
         assert reply == PacketsReply(
-            [StripePacket(s, row, stripes[s][4]) for s in (3, 0, 2)]  # 1 left out
+            [StripePacket(s, row, memoryview(stripes[s][4])) for s in (3, 0, 2)]  # 1 left out
         )
         # one answer per stripe, as chunk.packet gives it
         single = await client.request(addr, PacketRequest(CID, 2))
-        assert single == PacketReply(row, stripes[2][4])
+        assert single == PacketReply(row, memoryview(stripes[2][4]))
         # none held: an empty answer, not an error
         assert await client.request(addr, PacketsRequest(CID, [7, 8])) == PacketsReply([])
 
@@ -281,7 +284,8 @@ async def test_a_batch_naming_a_stripe_twice_or_too_big_for_a_reply_is_refused(
         big = PacketsRequest(CID, [0, 1, 2])
         assert await code_of(client, addr, big) == ErrorCode.BAD_REQUEST
         assert "ask for fewer" in await refused(client, addr, big)
-        assert len((await client.request(addr, PacketsRequest(CID, [0, 1]))).packets) == 2
+        two = await client.request(addr, PacketsRequest(CID, [0, 1]))
+        assert isinstance(two, PacketsReply) and len(two.packets) == 2
 
 
 async def test_a_client_the_read_policy_refuses_gets_refused() -> None:
@@ -320,7 +324,8 @@ class RecordingStore(MemoryChunkStore):
         self.cold = cold
         self.reads: list[tuple[str, bool]] = []  # (how, on the main thread)
 
-    def get_cached(self, chunk_id: bytes) -> bytes | None:
+    def get_cached(self, chunk_id: bytes) -> bytes | None:  # type: ignore[override]
+        # (the memory store's own reads are never cold; this one's may be, as a disk's)
         self.reads.append(("cached", threading.current_thread() is threading.main_thread()))
         return None if self.cold else MemoryChunkStore.get(self, chunk_id)
 
@@ -340,8 +345,8 @@ async def test_reads_from_memory_are_answered_at_once_and_others_in_a_worker_thr
         store.reads.clear()
         packet = await client.request(addr, PacketRequest(CID, 0))
         data = await client.request(addr, ChunkGet(merkle_root(shards[1])))
-    assert packet == PacketReply(ReedSolomon(K, N).generator[1].tobytes(), shards[1])
-    assert data == ChunkData(shards[1])
+    assert packet == PacketReply(ReedSolomon(K, N).generator[1].tobytes(), memoryview(shards[1]))
+    assert data == ChunkData(memoryview(shards[1]))
     if cold:
         assert store.reads == [("cached", True), ("get", False)] * 2
     else:
@@ -350,6 +355,11 @@ async def test_reads_from_memory_are_answered_at_once_and_others_in_a_worker_thr
 
 class _Conn:
     peer_key = b"\x01" * 32
+
+
+def _conn() -> PeerConnection:
+    """What a handler uses of the connection it is called for: the peer's key."""
+    return cast("PeerConnection", _Conn())
 
 
 def _indexed(store: MemoryChunkStore, shards: list[bytes], *stripes: int) -> ChunkService:
@@ -368,9 +378,9 @@ async def test_a_chunk_not_put_or_read_lately_is_read_in_a_thread_first() -> Non
     store = RecordingStore(cold=False)
     service = _indexed(store, shards, 0)
     store.reads.clear()
-    want = PacketReply(ReedSolomon(K, N).generator[1].tobytes(), shards[1])
-    assert await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0)) == want
-    assert await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0)) == want
+    want = PacketReply(ReedSolomon(K, N).generator[1].tobytes(), memoryview(shards[1]))
+    assert await service.handle_chunk_packet(_conn(), PacketRequest(CID, 0)) == want
+    assert await service.handle_chunk_packet(_conn(), PacketRequest(CID, 0)) == want
     assert store.reads == [("get", False), ("cached", True)]
 
 
@@ -382,9 +392,9 @@ async def test_only_the_chunks_touched_last_are_read_on_the_event_loop(
     store = RecordingStore(cold=False)
     service = _indexed(store, shards, 0, 1, 2)  # the same bytes: one chunk, three slots
     for stripe in (0, 1, 2):
-        await service.handle_chunk_packet(_Conn(), PacketRequest(CID, stripe))
+        await service.handle_chunk_packet(_conn(), PacketRequest(CID, stripe))
     store.reads.clear()
-    await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0))
+    await service.handle_chunk_packet(_conn(), PacketRequest(CID, 0))
     assert store.reads == [("cached", True)]  # one chunk id, touched last
 
 
@@ -393,14 +403,14 @@ async def test_a_batch_is_read_on_the_event_loop_only_if_all_its_chunks_are_warm
     store = RecordingStore(cold=False)
     service = ChunkService(store, AllowAll(), rng=random.Random(1))
     for s in (0, 1):
-        await service.handle_chunk_put(_Conn(), put_of(stripes[s][2], 2, stripe=s))
+        await service.handle_chunk_put(_conn(), put_of(stripes[s][2], 2, stripe=s))
     store.reads.clear()
-    reply = await service.handle_chunk_packets(_Conn(), PacketsRequest(CID, [0, 1]))
+    reply = await service.handle_chunk_packets(_conn(), PacketsRequest(CID, [0, 1]))
     assert [p.stripe for p in reply.packets] == [0, 1]
     assert store.reads == [("cached", True)] * 2
     cold = _indexed(store, stripe_shards(seed=30)[1], 2)  # another service: nothing warm
     store.reads.clear()
-    reply = await cold.handle_chunk_packets(_Conn(), PacketsRequest(CID, [2]))
+    reply = await cold.handle_chunk_packets(_conn(), PacketsRequest(CID, [2]))
     assert [p.stripe for p in reply.packets] == [2]
     assert store.reads == [("get", False)]
 
@@ -409,8 +419,8 @@ async def test_a_stripe_with_one_cold_shard_is_read_in_a_thread() -> None:
     _, shards = stripe_shards(seed=5)
     store = RecordingStore(cold=False)
     service = _indexed(store, shards, 0)  # shard 1, not touched
-    await service.handle_chunk_put(_Conn(), put_of(shards[4], 4))  # shard 4, touched
+    await service.handle_chunk_put(_conn(), put_of(shards[4], 4))  # shard 4, touched
     store.reads.clear()
-    reply = await service.handle_chunk_packet(_Conn(), PacketRequest(CID, 0))
+    reply = await service.handle_chunk_packet(_conn(), PacketRequest(CID, 0))
     assert ("get", False) in store.reads and all(how == "get" for how, _ in store.reads)
     assert len(reply.coefficients) == K and len(reply.payload) == BLOCK

@@ -43,6 +43,7 @@ from storenode.coding.merkle import contract_root
 from storenode.config import Config, PeerSpec
 from storenode.dht import Record, parse_provider
 from storenode.home import init_home
+from storenode.homedir import READY_FILE
 from storenode.host.daemon import HostNode
 from storenode.host.messages import (
     ChunkData,
@@ -64,7 +65,7 @@ from storenode.ledger import Chain, Genesis, save_genesis
 from storenode.ledger.messages import Submitted, SubmitTx
 from storenode.net.ledger import LedgerService, open_ledger_node
 from storenode.net.rpc import RpcNode, open_rpc_node
-from storenode.node import READY_FILE, AdvertiseMissingError, open_host_node, run_host
+from storenode.node import AdvertiseMissingError, open_host_node, run_host
 from storenode.publish.manifest import Manifest, build_manifest, encode_manifest
 from storenode.publish.records import (
     decode_host_ad,
@@ -362,7 +363,7 @@ async def test_a_host_takes_only_the_chunks_its_contracts_list(tmp_path: Path) -
             listed = work.put(refs[0])
             assert await net.client.request(addr(a), listed) == Stored(listed.chunk_id)
             got = await net.client.request(addr(a), ChunkGet(listed.chunk_id))
-            assert got == ChunkData(listed.data)
+            assert got == ChunkData(memoryview(listed.data))
 
             unlisted = work.put(work.refs([(0, 2)])[0])
             code, message = await refusal(net.client, addr(a), unlisted)
@@ -472,7 +473,7 @@ async def test_a_host_proves_its_windows_gets_paid_and_keeps_proving_after_a_res
             a = await net.start("host-a")
             ref = work.refs(slots)[2]
             got = await net.client.request(addr(a), ChunkGet(ref.chunk_id))
-            assert got == ChunkData(work.put(ref).data)  # served at once, before any block
+            assert got == ChunkData(memoryview(work.put(ref).data))  # at once, before any block
             await eventually(lambda: a.status()["windows"]["proven"] >= 2, "a proof after restart")
             await eventually(
                 lambda: a.status()["contracts"]["closed"] == 1, "the contract runs its course"

@@ -12,13 +12,15 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import trio
@@ -83,7 +85,10 @@ def _fetch(
         return fetch_into(running, cid, f.fileno(), note if progress is not None else None)
 
 
-async def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
+_T = TypeVar("_T")
+
+
+async def _in_thread(fn: Callable[..., _T], *args: object) -> _T:
     return await trio.to_thread.run_sync(fn, *args)
 
 
@@ -191,7 +196,7 @@ async def test_a_file_the_node_cannot_write_is_an_output_error_not_the_works(
     of the whole file fails before the read starts; where the file system cannot
     reserve (``reserved`` False), the write that reaches the 1 MiB fails."""
     if not reserved:
-        monkeypatch.setattr(local.os, "posix_fallocate", lambda fd, offset, length: None)
+        monkeypatch.setattr(os, "posix_fallocate", lambda fd, offset, length: None)
     source = MemoryContentSource(piece=PIECE)
     cid = source.add("a.wav", "audio/wav", SONG)
     fd = os.memfd_create("out", os.MFD_ALLOW_SEALING)
@@ -402,7 +407,7 @@ async def test_fetch_hands_its_file_to_the_node_and_checks_what_it_must(
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "STORENODE_HOME"}
 
-    async def fetch(cid: bytes, name: str) -> trio.Process:
+    async def fetch(cid: bytes, name: str) -> subprocess.CompletedProcess[bytes]:
         argv = ["--home", str(home), "fetch", cid.hex(), "-o", str(tmp_path / name), "--json"]
         return await trio.run_process(
             [sys.executable, "-m", "storenode.cli", *argv],

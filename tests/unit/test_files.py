@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storenode import files
 from storenode.files import (
     DirectReadUnsupportedError,
     drop_cache,
@@ -140,6 +139,6 @@ def test_a_file_system_without_direct_reads_says_so(
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_open(p, flags, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(files.os, "open", refusing_open)
+    monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(DirectReadUnsupportedError):
         read_direct(path)

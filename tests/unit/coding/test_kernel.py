@@ -183,6 +183,7 @@ def test_blocks_of_unequal_length_are_refused(
 ) -> None:
     backend = request.getfixturevalue("isal" if backend_name == "isal" else "numpy_backend")
     matrix = make_matrix(1, 2, 3, "dense")
+    blocks: Any
     for blocks in (
         [b"a" * 10, b"b" * 10, b"c" * 11],
         [b"a" * 10, b"", b"c" * 10],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from contract_harness import ALICE, BOB, PARAMS, PRODUCER
 
@@ -90,6 +92,7 @@ def test_blocks_follow_one_another() -> None:
 
 
 def test_context_with_impossible_values_is_refused() -> None:
+    bad: Callable[[], object]
     for bad in (
         lambda: BlockContext(0, 0, PRODUCER.address, bytes(32)),
         lambda: BlockContext(1, 0, b"short", bytes(32)),

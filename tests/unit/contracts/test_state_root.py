@@ -131,7 +131,8 @@ def test_identical_blocks_give_identical_roots_on_fresh_states() -> None:
             chain.send(ALICE, Transfer(BOB.address, tokens(n)))
             chain.send(CAROL, Transfer(ALICE.address, tokens(1)))
             chain.begin()
-        return chain.state.root
+        root: bytes = chain.state.root
+        return root
 
     first = run()
     assert run() == first

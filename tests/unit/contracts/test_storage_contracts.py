@@ -61,7 +61,8 @@ def chain() -> Chain:
 
 def opened(chain: Chain, data: StoredData, **terms: int) -> bytes:
     """Open a contract in block 1; window 0 is blocks 2..6, window w starts at 2 + 5w."""
-    return chain.open(chain.terms(data, **terms))
+    contract_id: bytes = chain.open(chain.terms(data, **terms))
+    return contract_id
 
 
 def settled(chain: Chain, cid: bytes) -> list[WindowSettled]:

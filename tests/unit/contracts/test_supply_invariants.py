@@ -67,7 +67,8 @@ Step = SignedTx | None  # None: begin the next block
 
 
 def person(address: bytes) -> Identity:
-    return next(i for i in (ALICE, BOB, CAROL, DAVE) if i.address == address)
+    found: Identity = next(i for i in (ALICE, BOB, CAROL, DAVE) if i.address == address)
+    return found
 
 
 class Ledger(RuleBasedStateMachine):
@@ -138,7 +139,7 @@ class Ledger(RuleBasedStateMachine):
         self, who: Identity, n: int, price: int, first: int, other: Identity, by_owner: bool
     ) -> None:
         who = self._owner_or(who, n, by_owner)
-        shares = (Share(who.address, first),)
+        shares: tuple[Share, ...] = (Share(who.address, first),)
         if first < 10_000 and other != who:
             shares += (Share(other.address, 10_000 - first),)
         self.send(who, SetListing(fingerprint(n), price // 16, shares))  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import pytest
 from contract_harness import ALICE, BOB, CAROL, DAVE, FEE, START_BALANCE, Chain, fingerprint
 
 from contracts import (
+    Amount,
     Buy,
     RegisterWork,
     SetListing,
@@ -42,7 +43,7 @@ def chain() -> Chain:
 
 def list_work(chain: Chain, price: int = PRICE) -> None:
     shares = (Share(ALICE.address, 7_000), Share(BOB.address, 2_000), Share(CAROL.address, 1_000))
-    chain.send(ALICE, SetListing(WORK, price, shares))
+    chain.send(ALICE, SetListing(WORK, Amount(price), shares))
 
 
 def test_buy_pays_every_stakeholder_its_share_and_records_a_receipt(chain: Chain) -> None:
@@ -110,7 +111,7 @@ def test_price_above_the_buyers_maximum_is_rejected(chain: Chain) -> None:
     list_work(chain)
     before = chain.state.root
     with pytest.raises(PriceAboveMaxError):
-        chain.send(DAVE, Buy(WORK, PRICE - 1))
+        chain.send(DAVE, Buy(WORK, Amount(PRICE - 1)))
     assert chain.state.root == before
 
 

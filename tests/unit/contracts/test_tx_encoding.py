@@ -33,6 +33,7 @@ from contracts import (
 from contracts.encoding import MAX_AMOUNT, Record, amount_bytes, decoder, encode
 from contracts.entries import Account, account_key, decode_entry
 from contracts.events import Burned, BurnReason
+from contracts.tx import Body
 
 
 class Holder(Record, frozen=True):
@@ -118,7 +119,7 @@ def test_signing_with_a_key_other_than_the_sender_is_refused() -> None:
         sign_tx(BOB, tx)
 
 
-def _signed(body: object) -> bytes:
+def _signed(body: Body) -> bytes:
     return encode_tx(sign_tx(ALICE, Tx("testnet", ALICE.public_key, 3, tokens("0.001"), body)))
 
 

@@ -11,6 +11,7 @@ from msgspec.structs import replace
 
 from contracts import (
     MAX_TX_SIZE,
+    Amount,
     BlockContext,
     SubmitProof,
     Transfer,
@@ -122,7 +123,7 @@ def test_fee_below_the_minimum_is_rejected(chain: Chain) -> None:
 
 def test_fee_above_the_balance_is_rejected(chain: Chain) -> None:
     with pytest.raises(BalanceInsufficientError):
-        chain.send(ALICE, Transfer(BOB.address, 0), fee=START_BALANCE + 1)
+        chain.send(ALICE, Transfer(BOB.address, Amount(0)), fee=START_BALANCE + 1)
 
 
 def test_rejected_transaction_leaves_the_given_state_untouched(chain: Chain) -> None:
@@ -218,7 +219,18 @@ def test_transaction_built_in_python_is_checked_like_one_received(chain: Chain) 
     from contracts import ContractTerms, OpenContract
 
     terms = ContractTerms(
-        "testnet", ALICE.public_key, BOB.public_key, bytes(32), 0, 1024, 1, 1, 5, 0, 10, 0
+        "testnet",
+        ALICE.public_key,
+        BOB.public_key,
+        bytes(32),
+        0,
+        1024,
+        Amount(1),
+        1,
+        5,
+        Amount(0),
+        10,
+        0,
     )  # no chunks: no decoder would let this through
     signed = chain.signed(ALICE, OpenContract(terms, bytes(64)))
     with pytest.raises(TxMalformedError):

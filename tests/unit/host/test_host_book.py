@@ -12,7 +12,7 @@ import pytest
 
 from contracts import Amount, ContractTerms, Params, State, genesis_state
 from contracts.encoding import encode
-from contracts.entries import Status, StorageContract, contract_key
+from contracts.entries import Entry, Status, StorageContract, contract_key
 from storenode.coding.merkle import contract_root
 from storenode.host.book import (
     BookContract,
@@ -61,7 +61,7 @@ def contract(
 def chain_state(**on_chain: Status) -> State:
     """A state holding a storage contract, with the given status, for each name."""
     base = genesis_state({account(0).address: 10**24}, Params(chain_id="testnet"))
-    writes = {}
+    writes: dict[bytes, Entry | None] = {}
     for name, status in on_chain.items():
         c = CONTRACTS[name]
         writes[contract_key(c.id)] = StorageContract(

@@ -163,7 +163,7 @@ def test_collateral_beyond_what_the_host_can_lock_is_refused() -> None:
         check(proposal, terms, chain=poor)
 
 
-def replace_standing(**kw: int) -> Standing:
+def replace_standing(**kw: Any) -> Standing:
     return dataclasses.replace(STANDING, **kw)
 
 

@@ -84,7 +84,7 @@ def test_any_pointer_value_is_a_consistent_pointer_or_a_format_error(raw: bytes)
 def test_pieces_join_only_to_the_bytes_their_pointer_names(
     pieces: list[bytes], data: st.DataObject
 ) -> None:
-    if pieces and data.draw(st.booleans()):
+    if len(pieces) > 0 and data.draw(st.booleans()):
         at = data.draw(st.integers(0, len(pieces) - 1))
         pieces[at] = data.draw(byte_mutations(pieces[at]))
     try:

@@ -228,7 +228,7 @@ def test_put_many_over_capacity_writes_nothing(harness: Harness) -> None:
 def test_negative_capacity_is_refused(harness: Harness) -> None:
     for bad in (-1, 1.5, True):
         with pytest.raises(CapacityInvalidError):
-            harness.open(capacity=bad)  # type: ignore[arg-type]
+            harness.open(capacity=bad)
 
 
 def test_closed_store_refuses_use(store: ChunkStore) -> None:

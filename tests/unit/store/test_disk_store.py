@@ -31,6 +31,7 @@ from storenode.store import (
     disk,
     disk_scrub,
 )
+from storenode.store.protocol import chunk_ok
 
 
 def chunk(n: int, size: int = 3000) -> tuple[bytes, bytes]:
@@ -507,7 +508,7 @@ def test_a_delete_during_a_format_2_read_is_not_undone_by_its_crc(
     cid, data = chunk(1)
     _format_2_store(tmp_path / "s", [(cid, data)])
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
-        real = disk.chunk_ok
+        real = chunk_ok
 
         def deleted_meanwhile(chunk_id: bytes, raw: bytes | None, size: int) -> bool:
             assert store.delete(chunk_id)
@@ -529,7 +530,7 @@ def test_a_chunk_deleted_during_a_scrub_slice_is_not_reported_damaged(
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put_many(chunks)
         gone = chunks[1][0]
-        real = disk_scrub.chunk_ok
+        real = chunk_ok
 
         def deleted_meanwhile(chunk_id: bytes, raw: bytes | None, size: int) -> bool:
             if chunk_id == gone and store.has(gone):
@@ -562,11 +563,11 @@ def test_a_cached_read_of_a_chunk_not_in_the_page_cache_is_none_until_read(
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(cid, data)
         assert store.get(cid) == data
-        assert store.get_cached(cid) == data
+        assert store.get_cached(cid) == bytearray(data)
         _drop(chunk_file(tmp_path / "s", cid))
         assert store.get_cached(cid) is None  # it would have waited for the disk
         assert store.get(cid) == data
-        assert store.get_cached(cid) == data
+        assert store.get_cached(cid) == bytearray(data)
 
 
 def test_a_cached_read_of_a_file_longer_or_shorter_than_its_record_is_damage(
@@ -616,7 +617,7 @@ def test_a_partly_cached_healthy_chunk_is_none_not_damage(tmp_path: Path) -> Non
             f.read(4096)  # the first page back, and readahead's window: not all 1 MiB
         assert store.get_cached(cid) is None
         assert store.get(cid) == data
-        assert store.get_cached(cid) == data
+        assert store.get_cached(cid) == bytearray(data)
 
 
 @pytest.mark.parametrize("how", ["no flag", "EOPNOTSUPP", "EINVAL"])
@@ -635,7 +636,7 @@ def test_a_file_system_that_cannot_read_without_waiting_is_asked_once(
         if how == "no flag":
             monkeypatch.setattr(files, "_RWF_NOWAIT", None)
         else:
-            monkeypatch.setattr(files.os, "preadv", preadv)
+            monkeypatch.setattr(os, "preadv", preadv)
         assert store.get_cached(cid) is None
         assert store.get_cached(cid) is None
         assert store.get(cid) == data
@@ -657,9 +658,11 @@ def test_the_background_scrub_leaves_chunks_readers_use_in_the_page_cache(
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put(cid, data)
         assert store.get(cid) == data
-        assert store.get_cached(cid) == data
+        assert store.get_cached(cid) == bytearray(data)
         assert store.scrub_part(None, max_bytes=1 << 20).checked == 1
-        assert store.get_cached(cid) == data, "the scrub evicted a chunk readers had cached"
+        assert store.get_cached(cid) == bytearray(data), (
+            "the scrub evicted a chunk readers had cached"
+        )
 
 
 def test_a_scrub_on_a_file_system_without_direct_reads_still_finds_damage(
@@ -678,7 +681,7 @@ def test_a_scrub_on_a_file_system_without_direct_reads_still_finds_damage(
     with DiskChunkStore(tmp_path / "s", capacity=1 << 20) as store:
         store.put_many([good, bad])
         chunk_file(tmp_path / "s", bad[0]).write_bytes(b"x" + bad[1][1:])
-        monkeypatch.setattr(files.os, "open", refusing_open)
+        monkeypatch.setattr(os, "open", refusing_open)
         with caplog.at_level(logging.INFO, logger="storenode.store.disk"):
             for _ in range(2):
                 assert store.scrub_part(None, max_bytes=1 << 20).corrupt == (bad[0],)

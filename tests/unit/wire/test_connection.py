@@ -72,7 +72,7 @@ def drain(conn: WireConnection) -> list[Event]:
     return events
 
 
-def bodies(events: list[Event]) -> list[bytes]:
+def bodies(events: list[Event]) -> list[bytes | bytearray]:
     return [e.body for e in events if isinstance(e, MessageReceived)]
 
 
@@ -672,10 +672,11 @@ def _mutate(frames: list[bytes], mutation: str, data: st.DataObject) -> list[byt
 
 def _frames_of(conn: WireConnection, body: bytes) -> list[bytes]:
     wire = conn.send_message(body)
-    frames, pos = [], 0
+    frames: list[bytes] = []
+    pos = 0
     while pos < len(wire):
         end = pos + 2 + int.from_bytes(wire[pos : pos + 2], "big")
-        frames.append(wire[pos:end])
+        frames.append(bytes(wire[pos:end]))
         pos = end
     return frames
 

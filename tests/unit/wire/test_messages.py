@@ -790,7 +790,7 @@ SUMMARY = ledger.ContractSummary(
 NODE_REQUESTS: list[msgspec.Struct] = [
     dht.FindNode(ME, b"\x05" * 20),
     dht.Store(ME, RECORD),
-    host.ChunkPutMany((host.ChunkPut(H, host.Placement(H, 0, 1, 2, 3), b"shard"),)),
+    host.ChunkPutMany([host.ChunkPut(H, host.Placement(H, 0, 1, 2, 3), b"shard")]),
     host.ContractProposal(b"terms", H, 2, 3, (host.ShardRef(0, 1, H),)),
     ledger.GetStatus(STATUS),
     ledger.GetContracts(b"\x01" * 20, "host", 5),
@@ -798,7 +798,7 @@ NODE_REQUESTS: list[msgspec.Struct] = [
 NODE_RESPONSES: list[tuple[str, msgspec.Struct]] = [
     ("dht.find_value", dht.Values([RECORD], [ME])),
     ("dht.store", dht.Stored(False, "bad-signature")),
-    ("chunk.packet", host.PacketReply(b"\x01\x07", b"payload")),
+    ("chunk.packet", host.PacketReply(b"\x01\x07", memoryview(b"payload"))),
     ("host.offer", HostAd(KEY, "node-1.localhost", 4000, 8080, "localnet", "1000", 5000, 100, 1)),
     ("ledger.submit", ledger.Submitted(H, False, "nonce_replayed", "nonce 3 was used")),
     ("ledger.listing", ledger.ListingInfo(12, "100", True)),
